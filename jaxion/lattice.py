@@ -1,0 +1,267 @@
+"""Harmonic frameworks: one mass per cell, bonds with longitudinal and transverse springs.
+
+A bond to the neighbour at cell offset ``b`` (unit vector ``u``) has the force-constant tensor
+``Phi_b = k_long u u^T + k_trans (1 - u u^T)``; an optional on-site confinement ``kappa`` acts per
+Cartesian axis. The dynamical matrix (physics.md section 2), with ``q`` in lattice units, is
+
+    D(q) = [diag(kappa) + sum_{b in half set} 2 Phi_b (1 - cos q.b)] / mass,
+
+and its long-wavelength limit ``D(q) ~ |q|^2 S(n)`` has ``S(n) = sum_b Phi_b (n.b)^2 / mass``.
+Masses are in units of the framework mass ``m`` (so ``mass = 1`` is the paper's framework),
+springs in units of ``K``; lengths (``spacing``) in the oscillator length ``l``.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import equinox as eqx
+
+from . import _checks
+from ._linalg import symmetric_power
+from .brillouin import periodic_grid, pyramid_rule, sphere_rule
+
+
+class Lattice(eqx.Module):
+    """A Bravais framework of identical masses joined by springs.
+
+    Attributes:
+        offsets: static tuple of ``B`` integer cell offsets (each of length ``dim``), one per
+            bond pair (``-b`` is implied).
+        directions: static tuple of ``B`` Cartesian unit vectors of the bonds.
+        k_long: ``(B,)`` spring along each bond.
+        k_trans: ``(B,)`` spring against displacements transverse to each bond.
+        confinement: ``(3,)`` on-site spring ``kappa`` per Cartesian axis.
+        spacing: lattice constant ``alpha`` (in units of ``l``).
+        mass: framework mass in units of ``m``.
+        dim: 1 (a chain along z) or 3 (cells indexed by three integers).
+    """
+
+    offsets: tuple = eqx.field(static=True)
+    directions: tuple = eqx.field(static=True)
+    k_long: jax.Array
+    k_trans: jax.Array
+    confinement: jax.Array
+    spacing: jax.Array
+    mass: jax.Array
+    dim: int = eqx.field(static=True)
+
+    def __init__(self, offsets, k_long, k_trans=None, confinement=0.0, spacing=1.0, mass=1.0, directions=None):
+        offsets = tuple(tuple(int(c) for c in b) for b in offsets)
+        dims = {len(b) for b in offsets}
+        if len(dims) != 1 or dims.pop() not in (1, 3):
+            raise ValueError(f"bond offsets must all have length 1 (chain) or 3 (cubic cells), got {offsets}")
+        self.dim = len(offsets[0])
+        if directions is None:
+            cartesian = np.array([self._embed(b) for b in offsets], dtype=float)
+            norms = np.linalg.norm(cartesian, axis=1, keepdims=True)
+            if np.any(norms == 0):
+                raise ValueError("bond offsets must be non-zero")
+            directions = cartesian / norms
+        self.offsets = offsets
+        self.directions = tuple(tuple(float(c) for c in u) for u in np.asarray(directions))
+        self.k_long = jnp.broadcast_to(jnp.asarray(k_long, dtype=float), (len(offsets),))
+        k_trans = 0.0 if k_trans is None else k_trans
+        self.k_trans = jnp.broadcast_to(jnp.asarray(k_trans, dtype=float), (len(offsets),))
+        self.confinement = jnp.broadcast_to(jnp.asarray(confinement, dtype=float), (3,))
+        self.spacing = jnp.asarray(spacing, dtype=float)
+        self.mass = jnp.asarray(mass, dtype=float)
+
+    def __check_init__(self):
+        _checks.require_finite("spring constants", jnp.concatenate([self.k_long, self.k_trans]))
+        _checks.require_positive("confinement", self.confinement, allow_zero=True)
+        _checks.require_positive("lattice spacing", self.spacing)
+        _checks.require_positive("framework mass", self.mass)
+        if _checks.is_concrete(self):
+            self._require_stable()
+
+    def _embed(self, cells):
+        """Integer cell vectors ``(..., dim)`` -> Cartesian cell vectors ``(..., 3)`` (chain along z)."""
+        cells = np.asarray(cells, dtype=float)
+        if self.dim == 3:
+            return cells
+        zeros = np.zeros(cells.shape[:-1] + (2,))
+        return np.concatenate([zeros, cells], axis=-1)
+
+    def _require_stable(self):
+        """D(q) must be positive definite at every q except the translation modes at Gamma."""
+        q = periodic_grid(8, self.dim)[1:]
+        eigenvalues = np.linalg.eigvalsh(np.asarray(self.dynamical_matrix(q)))
+        scale = max(np.max(np.abs(eigenvalues)), 1e-300)
+        if np.min(eigenvalues) <= 1e-10 * scale:
+            raise ValueError(
+                "the springs make the framework unstable: D(q) has zero or negative eigenvalues away from "
+                f"Gamma (smallest {np.min(eigenvalues):.3g}); springs must make every non-uniform "
+                "displacement cost energy (e.g. a simple cubic lattice needs k2 > 0)"
+            )
+
+    @property
+    def cartesian_offsets(self):
+        """``(B, 3)`` Cartesian bond vectors in cell units."""
+        return self._embed(np.array(self.offsets))
+
+    def positions(self, cells):
+        """Equilibrium positions ``alpha * n`` of cells ``(..., dim)`` as ``(..., 3)`` in units of ``l``."""
+        return self.spacing * jnp.asarray(self._embed(cells))
+
+    def bond_tensors(self):
+        """``(B, 3, 3)`` force-constant tensors ``k_long u u^T + k_trans (1 - u u^T)``."""
+        u = jnp.asarray(self.directions)
+        uu = u[:, :, None] * u[:, None, :]
+        return self.k_long[:, None, None] * uu + self.k_trans[:, None, None] * (jnp.eye(3) - uu)
+
+    def dynamical_matrix(self, q):
+        """``D(q)`` for wave vectors ``q (..., dim)`` in lattice units; returns ``(..., 3, 3)``."""
+        q = jnp.asarray(q, dtype=float)
+        phase = q @ jnp.asarray(np.array(self.offsets, dtype=float)).T
+        springs = jnp.einsum("...b,bij->...ij", 2.0 * (1.0 - jnp.cos(phase)), self.bond_tensors())
+        return (springs + jnp.diag(self.confinement)) / self.mass
+
+    def modes(self, q):
+        """Normal modes at ``q (..., dim)``: frequencies ``omega (..., 3)`` (ascending, in units of
+        ``Omega``, so a mode evolves as ``exp(2 pi i omega tau)``) and polarisations
+        ``(..., 3, 3)`` with the branch as the last index (columns)."""
+        eigenvalues, vectors = jnp.linalg.eigh(self.dynamical_matrix(q))
+        return jnp.sqrt(jnp.clip(eigenvalues, 0.0)), vectors
+
+    def frequencies(self, q):
+        """``omega (..., 3)`` at ``q (..., dim)``, ascending."""
+        return jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(self.dynamical_matrix(q)), 0.0))
+
+    def long_wave_tensor(self, n):
+        """``S(n) = sum_b Phi_b (n.b)^2 / mass`` for unit directions ``n (..., dim)``: ``(..., 3, 3)``.
+
+        Eigenvalues ``kappa_u(n)`` give acoustic frequencies ``omega = |q| sqrt(kappa_u)``.
+        """
+        projection = jnp.asarray(n, dtype=float) @ jnp.asarray(np.array(self.offsets, dtype=float)).T
+        return jnp.einsum("...b,bij->...ij", projection**2, self.bond_tensors()) / self.mass
+
+    def sound_speeds(self, n):
+        """Acoustic speeds ``v_u(n) = 2 pi alpha sqrt(kappa_u(n))`` in ``l`` per period, ``(..., 3)``.
+
+        ``n (..., dim)`` are unit directions; for a confined (gapped) branch the value is the
+        long-wavelength group velocity of the unconfined part.
+        """
+        kappa = jnp.linalg.eigvalsh(self.long_wave_tensor(n))
+        return 2.0 * jnp.pi * self.spacing * jnp.sqrt(jnp.clip(kappa, 0.0))
+
+    def recoil_density(self, n):
+        """Integrand of the recoil matrix Eq. 23 over the unit sphere, ``(..., 3, 3)``:
+
+            M = integral dOmega sum_u eta_u eta_u^T / (32 pi^3 kappa_u^(3/2))
+              = integral dOmega S(n)^(-3/2) / (32 pi^3 mass).
+
+        Defined for gapless 3D frameworks only (a gapped one has no low-speed drag).
+        """
+        if self.dim != 3:
+            raise ValueError("the recoil matrix is defined for 3D frameworks; a chain has no finite low-speed drag")
+        if _checks.is_concrete(self.confinement) and np.any(np.asarray(self.confinement) > 0):
+            raise ValueError(
+                "the recoil matrix needs a gapless framework (confinement = 0): a gapped spectrum has no "
+                "low-speed drag"
+            )
+        return symmetric_power(self.long_wave_tensor(n), -1.5) / (32.0 * jnp.pi**3 * self.mass)
+
+    def green_function(self, cells, size=None, n_radial=48, n_face=48):
+        """Static lattice Green's function ``G_ab = (1/N) sum_q exp(i q.(n_a - n_b)) D(q)^(-1)``.
+
+        Args:
+            cells: ``(S, dim)`` integer cells of the sites.
+            size: ``None`` for the infinite lattice (Brillouin-zone quadrature centred on
+                Gamma), or ``L`` for a periodic ``L^dim`` lattice (exact mode sum; the zero
+                modes at Gamma, i.e. rigid translations, are left out).
+            n_radial, n_face: quadrature orders for the infinite lattice.
+
+        Returns:
+            ``(S, S, 3, 3)``: the displacement of site ``a`` is ``sum_b G_ab f_b`` for static forces
+            ``f_b`` (in units where ``D`` multiplies the mass-weighted displacement).
+
+        Raises:
+            ValueError: the infinite lattice's ``G`` diverges (a gapless chain).
+        """
+        cells = np.asarray(cells, dtype=int)
+        _checks.require_shape("cells", cells, (None, self.dim))
+        separations = (cells[:, None, :] - cells[None, :, :]).astype(float)
+        if size is None:
+            gapless_axes = _checks.is_concrete(self.confinement) and np.any(np.asarray(self.confinement) == 0)
+            if self.dim == 1 and gapless_axes:
+                raise ValueError(
+                    "the static Green's function of an infinite chain diverges without confinement on every "
+                    "axis; give the chain kappa > 0 or use a finite periodic size"
+                )
+            q, weights = pyramid_rule(self.dim, n_radial, n_face)
+            inverse = jnp.linalg.inv(self.dynamical_matrix(q))
+        else:
+            q = periodic_grid(int(size), self.dim)
+            weights = np.full(len(q), 1.0 / len(q))
+            eigenvalues, vectors = jnp.linalg.eigh(self.dynamical_matrix(q))
+            scale = jnp.max(eigenvalues)
+            inverted = jnp.where(eigenvalues > 1e-12 * scale, 1.0 / jnp.where(eigenvalues > 0, eigenvalues, 1.0), 0.0)
+            inverse = jnp.einsum("pik,pk,pjk->pij", vectors, inverted, vectors)
+        phases = jnp.cos(jnp.einsum("abd,pd->abp", separations, q))
+        return jnp.einsum("abp,p,pij->abij", phases, weights, inverse) / self.mass
+
+    def band_structure(self, path=None, points_per_segment=60):
+        """Frequencies along a path of high-symmetry points.
+
+        Args:
+            path: sequence of ``(label, q)`` pairs; default Gamma-X-M-Gamma-R (cubic) or
+                Gamma-Z (chain).
+            points_per_segment: samples per segment.
+
+        Returns:
+            dict with ``distance (P,)``, ``frequencies (P, 3)``, ``ticks`` (distances of the
+            labelled points) and ``labels``.
+        """
+        if path is None:
+            pi = np.pi
+            path = (
+                [("Γ", (0, 0, 0)), ("X", (0, pi, 0)), ("M", (pi, pi, 0)), ("Γ", (0, 0, 0)), ("R", (pi, pi, pi))]
+                if self.dim == 3
+                else [("Γ", (0,)), ("Z", (pi,))]
+            )
+        labels = [label for label, _ in path]
+        corners = np.array([q for _, q in path], dtype=float)
+        segments, ticks, start = [], [0.0], 0.0
+        for a, b in zip(corners[:-1], corners[1:]):
+            s = np.linspace(0.0, 1.0, points_per_segment, endpoint=False)
+            segments.append(a + s[:, None] * (b - a))
+            start += np.linalg.norm(b - a)
+            ticks.append(start)
+        q = np.concatenate(segments + [corners[-1:]])
+        distance = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(q, axis=0), axis=1))])
+        return {"distance": distance, "frequencies": self.frequencies(q), "ticks": np.array(ticks), "labels": labels}
+
+    def density_of_states(self, omega, grid=32, broadening=None):
+        """Phonon density of states ``g(omega) = (1/N) sum_{q,u} delta(omega - omega_u(q))``, with
+        the delta broadened into a Gaussian, on a periodic ``grid^dim`` mesh; integrates to 3.
+
+        Args:
+            omega: ``(W,)`` frequencies at which to evaluate.
+            grid: mesh points per axis.
+            broadening: Gaussian width; default twice the mesh's frequency spacing estimate.
+
+        Returns:
+            ``(W,)``.
+        """
+        frequencies = self.frequencies(periodic_grid(grid, self.dim)).reshape(-1)
+        if broadening is None:
+            broadening = 2.0 * jnp.max(frequencies) / grid
+        omega = jnp.asarray(omega, dtype=float)
+        kernel = jnp.exp(-0.5 * ((omega[:, None] - frequencies[None, :]) / broadening) ** 2)
+        return jnp.sum(kernel, axis=1) / (jnp.sqrt(2.0 * jnp.pi) * broadening * grid**self.dim)
+
+
+def SimpleCubic(k1=15.0, k2=5.0, spacing=2.0, confinement=0.0, mass=1.0):
+    """Simple cubic framework of the paper's Sec. IV (Eq. 19): central springs ``k1`` to the 6
+    nearest and ``k2`` to the 12 next-nearest neighbours; unconfined by default."""
+    nearest = [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    next_nearest = [(1, 1, 0), (1, -1, 0), (1, 0, 1), (1, 0, -1), (0, 1, 1), (0, 1, -1)]
+    springs = jnp.concatenate([jnp.full(3, jnp.asarray(k1, dtype=float)), jnp.full(6, jnp.asarray(k2, dtype=float))])
+    return Lattice(nearest + next_nearest, k_long=springs, confinement=confinement, spacing=spacing, mass=mass)
+
+
+def Chain(k_par=99 / 4, k_perp=99 / 4, kappa_par=1.0, kappa_perp=1.0, spacing=1.0, mass=1.0):
+    """Chain of the paper's Sec. III (Eq. 12) along z, masses moving in 3D:
+    ``omega_u(q)^2 = kappa_u + 4 k_u sin^2(q/2)`` with ``u`` in {x, y, z}."""
+    confinement = jnp.stack([jnp.asarray(kappa_perp, dtype=float)] * 2 + [jnp.asarray(kappa_par, dtype=float)])
+    return Lattice([(1,)], k_long=k_par, k_trans=k_perp, confinement=confinement, spacing=spacing, mass=mass)

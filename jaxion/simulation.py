@@ -1,0 +1,136 @@
+"""One entry point for trajectories, whatever the level of description.
+
+``method`` selects the dynamics:
+
+* ``"full"``: the whole periodic lattice plus the ion (Eqs. 3-4), ``jaxion.full``;
+* ``"kernel"``: the lattice integrated out exactly into a memory kernel, ``jaxion.kernel``;
+* ``"local"``: the ion alone with softened potential and drag tensor (Eq. 26), ``jaxion.local``.
+
+Each method module provides ``simulate(system, position, velocity, t1, *, stop_z=None, **options)``
+returning a :class:`Trajectory`; ``stop_z`` ends the run when the ion's z coordinate reaches it.
+"""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import equinox as eqx
+
+from . import _checks
+
+METHODS = ("full", "kernel", "local")
+
+
+class Trajectory(eqx.Module):
+    """An ion trajectory saved at times ``ts``.
+
+    Attributes:
+        ts: ``(T,)`` save times (periods); ``inf`` past an early stop.
+        position: ``(T, 3)`` ion position ``sigma``.
+        velocity: ``(T, 3)`` ion velocity ``sigma'``.
+        energy: ``(T,)`` total energy of the description (conserved for "full" and "kernel",
+            decaying under drag for "local").
+        site_displacement: ``(T, S, 3)`` displacements of the interacting sites, or ``None``.
+        t_final, position_final, velocity_final, energy_final: the state where the run ended
+            (at ``t1`` or at the stop).
+    """
+
+    ts: jax.Array
+    position: jax.Array
+    velocity: jax.Array
+    energy: jax.Array
+    t_final: jax.Array
+    position_final: jax.Array
+    velocity_final: jax.Array
+    energy_final: jax.Array
+    site_displacement: jax.Array | None = None
+
+
+class SinglePass(eqx.Module):
+    """Result of the paper's single-pass protocol.
+
+    Attributes:
+        speed: initial speed(s) ``v0``.
+        loss: ``Delta = mu (v0^2 - v_end^2) / (8 pi^2)``, same shape as ``speed``.
+        trajectory: the :class:`Trajectory` (batched over speeds if ``speed`` was an array).
+    """
+
+    speed: jax.Array
+    loss: jax.Array
+    trajectory: Trajectory
+
+
+def _method_module(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return importlib.import_module(f"jaxion.{method}")
+
+
+def simulate(system, position, velocity, t1, method="full", **options):
+    """Integrate the ion's motion from ``position``, ``velocity`` (each ``(3,)``) for ``t1`` periods.
+
+    Options are passed to the method (see ``jaxion.full.simulate`` etc.: ``size``, ``dt``,
+    ``solver``, ``n_save``, ...). Returns a :class:`Trajectory`.
+    """
+    position = jnp.asarray(position, dtype=float)
+    velocity = jnp.asarray(velocity, dtype=float)
+    _checks.require_shape("position", position, (3,))
+    _checks.require_shape("velocity", velocity, (3,))
+    _checks.require_finite("position", position)
+    _checks.require_finite("velocity", velocity)
+    _checks.require_positive("t1", t1)
+    return _method_module(method).simulate(system, position, velocity, t1, **options)
+
+
+def pass_geometry(system, start, margin=7.0):
+    """Start and end of a single pass along z (physics.md section 3).
+
+    The ion starts ``margin * range`` before the lowest plane of interacting sites and stops
+    ``margin * range`` past the highest one, at transverse position ``start = (x, y)``.
+
+    Returns:
+        ``(initial_position (3,), stop_z)``.
+    """
+    z = system.site_positions()[:, 2]
+    reach = margin * system.potential.range
+    start = jnp.asarray(start, dtype=float)
+    _checks.require_shape("start", start, (2,))
+    return jnp.concatenate([start, (jnp.min(z) - reach)[None]]), jnp.max(z) + reach
+
+
+def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slowdown=4.0, **options):
+    """The paper's single-pass loss: ion starts ``margin`` ranges before the interacting sites with
+    speed ``v0`` along z, stops ``margin`` ranges past them; ``Delta = mu_z (v0^2 - v_end^2) / 8 pi^2``.
+
+    Args:
+        system: the :class:`~jaxion.System`; its z axis must be mobile.
+        speed: scalar or ``(K,)`` speeds; a batch runs as one vectorised computation.
+        start: transverse position ``(x, y)`` of the straight path.
+        method: "full", "kernel" or "local".
+        margin: start/stop distance in units of the potential's range.
+        slowdown: the run is given ``slowdown`` times the straight-line crossing time before it
+            is declared stuck (a trapped ion gives a ``nan``-free but meaningless loss; check
+            ``trajectory.t_final``).
+        **options: passed to the method.
+    """
+    speed = jnp.asarray(speed, dtype=float)
+    _checks.require_positive("speed", speed)
+    if _checks.is_concrete(system.mass) and np.isinf(np.asarray(system.mass)[2]):
+        raise ValueError("single_pass moves the ion along z, but the ion's z mass is infinite (pinned)")
+    position, stop_z = pass_geometry(system, start, margin)
+    slowest = float(np.min(np.asarray(speed))) if _checks.is_concrete(speed) else None
+    if slowest is None:
+        raise ValueError("single_pass needs concrete speeds to size the run; vmap over it with jax.vmap on simulate")
+    t1 = slowdown * float(stop_z - position[2]) / slowest
+    module = _method_module(method)
+
+    def run(v0):
+        velocity = jnp.array([0.0, 0.0, 1.0]) * v0
+        return module.simulate(system, position, velocity, t1, stop_z=stop_z, **options)
+
+    trajectory = run(speed) if speed.ndim == 0 else jax.vmap(run)(speed)
+    v_end = trajectory.velocity_final
+    initial_kinetic = system.ion_kinetic_energy(jnp.stack([jnp.zeros_like(speed)] * 2 + [speed], axis=-1))
+    loss = initial_kinetic - system.ion_kinetic_energy(v_end)
+    return SinglePass(speed=speed, loss=loss, trajectory=trajectory)
