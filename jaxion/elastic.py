@@ -12,49 +12,18 @@ for a potential Hessian ``H_U`` in N/m. :meth:`jaxion.units.UnitSystem.recoil_fr
 into the dimensionless recoil matrix ``M`` of Eq. 23.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import equinox as eqx
 
 from . import _checks
+from ._linalg import symmetric_power
 
 _GPA = 1e9  # Pa
 
 # Voigt index of the symmetric pair (i, j): 11->0, 22->1, 33->2, 23->3, 13->4, 12->5.
 _VOIGT = np.array([[0, 5, 4], [5, 1, 3], [4, 3, 2]])
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _spd_power(matrix, power):
-    """``A^p`` of SPD matrices ``(..., n, n)`` by ``eigh``, with a derivative that stays finite at
-    degenerate eigenvalues (an isotropic solid's two transverse modes).
-
-    The JVP is the Daleckii-Krein formula ``dF = V (D o (V^T dA V)) V^T`` with the divided
-    differences ``D_ij = (w_i^p - w_j^p) / (w_i - w_j)`` (``p w_i^(p-1)`` when ``w_i = w_j``),
-    written as ``w_j^(p-1) expm1(p x) / expm1(x)``, ``x = log(w_i / w_j)``, which is accurate
-    for nearly equal eigenvalues.
-    """
-    eigenvalues, vectors = jnp.linalg.eigh(matrix)
-    return (vectors * eigenvalues[..., None, :] ** power) @ jnp.swapaxes(vectors, -1, -2)
-
-
-@_spd_power.defjvp
-def _spd_power_jvp(power, primals, tangents):
-    (matrix,) = primals
-    (tangent,) = tangents
-    eigenvalues, vectors = jnp.linalg.eigh(matrix)
-    vt = jnp.swapaxes(vectors, -1, -2)
-    result = (vectors * eigenvalues[..., None, :] ** power) @ vt
-    log_ratio = jnp.log(eigenvalues[..., :, None] / eigenvalues[..., None, :])
-    degenerate = log_ratio == 0.0
-    safe = jnp.where(degenerate, 1.0, log_ratio)
-    ratio = jnp.where(degenerate, power, jnp.expm1(power * safe) / jnp.expm1(safe))
-    divided = eigenvalues[..., None, :] ** (power - 1.0) * ratio
-    symmetric = 0.5 * (tangent + jnp.swapaxes(tangent, -1, -2))
-    return result, vectors @ (divided * (vt @ symmetric @ vectors)) @ vt
 
 
 def cubic_voigt(c11, c12, c44):
@@ -91,7 +60,8 @@ class ElasticContinuum(eqx.Module):
         if voigt is None:
             if any(c is None for c in cubic):
                 raise ValueError("give either all of c11, c12, c44 (GPa) or a (6, 6) Voigt matrix")
-            _checks.require_finite("cubic elastic constants c11, c12, c44", jnp.stack([jnp.asarray(c, dtype=float) for c in cubic]))
+            constants = jnp.stack([jnp.asarray(c, dtype=float) for c in cubic])
+            _checks.require_finite("cubic elastic constants c11, c12, c44", constants)
             voigt = cubic_voigt(c11, c12, c44)
         elif any(c is not None for c in cubic):
             raise ValueError("give either c11, c12, c44 or voigt, not both")
@@ -150,4 +120,4 @@ class ElasticContinuum(eqx.Module):
         """Integrand of Eq. 27 over the unit sphere, ``sqrt(rho) Gamma(n)^(-3/2) / (16 pi^2)``,
         in s^3/kg per steradian, for unit directions ``n (..., 3)``: ``(..., 3, 3)``."""
         gamma = self.christoffel(n) * _GPA
-        return jnp.sqrt(self.density) * _spd_power(gamma, -1.5) / (16.0 * jnp.pi**2)
+        return jnp.sqrt(self.density) * symmetric_power(gamma, -1.5) / (16.0 * jnp.pi**2)

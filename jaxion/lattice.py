@@ -11,14 +11,25 @@ Masses are in units of the framework mass ``m`` (so ``mass = 1`` is the paper's 
 springs in units of ``K``; lengths (``spacing``) in the oscillator length ``l``.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import equinox as eqx
 
 from . import _checks
-from ._linalg import symmetric_power
+from ._linalg import inverse_3x3, symmetric_power
 from .brillouin import periodic_grid, pyramid_rule, sphere_rule
+
+
+def _broadcast(name, value, shape):
+    """``value`` as a float array broadcast to ``shape``, or ``ValueError`` naming ``name``."""
+    array = jnp.asarray(value, dtype=float)
+    try:
+        return jnp.broadcast_to(array, shape)
+    except ValueError:
+        raise ValueError(f"{name} must be a scalar or have shape {shape}, got shape {array.shape}") from None
 
 
 class Lattice(eqx.Module):
@@ -57,12 +68,14 @@ class Lattice(eqx.Module):
             if np.any(norms == 0):
                 raise ValueError("bond offsets must be non-zero")
             directions = cartesian / norms
+        directions = np.asarray(directions, dtype=float)
+        if directions.shape != (len(offsets), 3) or not np.allclose(np.linalg.norm(directions, axis=1), 1.0):
+            raise ValueError(f"directions must be {len(offsets)} Cartesian unit vectors (one per bond), got {directions}")
         self.offsets = offsets
-        self.directions = tuple(tuple(float(c) for c in u) for u in np.asarray(directions))
-        self.k_long = jnp.broadcast_to(jnp.asarray(k_long, dtype=float), (len(offsets),))
-        k_trans = 0.0 if k_trans is None else k_trans
-        self.k_trans = jnp.broadcast_to(jnp.asarray(k_trans, dtype=float), (len(offsets),))
-        self.confinement = jnp.broadcast_to(jnp.asarray(confinement, dtype=float), (3,))
+        self.directions = tuple(tuple(float(c) for c in u) for u in directions)
+        self.k_long = _broadcast("k_long", k_long, (len(offsets),))
+        self.k_trans = _broadcast("k_trans", 0.0 if k_trans is None else k_trans, (len(offsets),))
+        self.confinement = _broadcast("confinement", confinement, (3,))
         self.spacing = jnp.asarray(spacing, dtype=float)
         self.mass = jnp.asarray(mass, dtype=float)
 
@@ -71,6 +84,8 @@ class Lattice(eqx.Module):
         _checks.require_positive("confinement", self.confinement, allow_zero=True)
         _checks.require_positive("lattice spacing", self.spacing)
         _checks.require_positive("framework mass", self.mass)
+        _checks.require_shape("lattice spacing", self.spacing, ())
+        _checks.require_shape("framework mass", self.mass, ())
         if _checks.is_concrete(self):
             self._require_stable()
 
@@ -83,16 +98,32 @@ class Lattice(eqx.Module):
         return np.concatenate([zeros, cells], axis=-1)
 
     def _require_stable(self):
-        """D(q) must be positive definite at every q except the translation modes at Gamma."""
+        """D(q) must be positive definite at every q except the translation modes at Gamma.
+
+        Checked on a periodic 8^dim mesh (Gamma excluded) and, near Gamma, through the long-wave
+        tensor ``S(n)`` restricted to the unconfined axes (``D ~ diag(kappa) + q^2 S(n)``).
+        """
         q = periodic_grid(8, self.dim)[1:]
         eigenvalues = np.linalg.eigvalsh(np.asarray(self.dynamical_matrix(q)))
+        free = np.flatnonzero(np.asarray(self.confinement) == 0)
+        if free.size:
+            n = sphere_rule(6, 12)[0] if self.dim == 3 else np.ones((1, 1))
+            tensor = np.asarray(self.long_wave_tensor(n))[:, free[:, None], free[None, :]]
+            eigenvalues = np.concatenate([eigenvalues.reshape(-1), np.linalg.eigvalsh(tensor).reshape(-1)])
         scale = max(np.max(np.abs(eigenvalues)), 1e-300)
         if np.min(eigenvalues) <= 1e-10 * scale:
             raise ValueError(
                 "the springs make the framework unstable: D(q) has zero or negative eigenvalues away from "
                 f"Gamma (smallest {np.min(eigenvalues):.3g}); springs must make every non-uniform "
-                "displacement cost energy (e.g. a simple cubic lattice needs k2 > 0)"
+                "displacement cost energy (e.g. a simple cubic lattice needs k1 > 0 and k2 > 0)"
             )
+
+    def _wave_vectors(self, name, value):
+        """``value`` as a float array whose last axis has the lattice's ``dim`` components."""
+        value = jnp.asarray(value, dtype=float)
+        if value.ndim == 0 or value.shape[-1] != self.dim:
+            raise ValueError(f"{name} must have shape (..., {self.dim}) for a {self.dim}D lattice, got {value.shape}")
+        return value
 
     @property
     def cartesian_offsets(self):
@@ -111,7 +142,7 @@ class Lattice(eqx.Module):
 
     def dynamical_matrix(self, q):
         """``D(q)`` for wave vectors ``q (..., dim)`` in lattice units; returns ``(..., 3, 3)``."""
-        q = jnp.asarray(q, dtype=float)
+        q = self._wave_vectors("q", q)
         phase = q @ jnp.asarray(np.array(self.offsets, dtype=float)).T
         springs = jnp.einsum("...b,bij->...ij", 2.0 * (1.0 - jnp.cos(phase)), self.bond_tensors())
         return (springs + jnp.diag(self.confinement)) / self.mass
@@ -132,7 +163,7 @@ class Lattice(eqx.Module):
 
         Eigenvalues ``kappa_u(n)`` give acoustic frequencies ``omega = |q| sqrt(kappa_u)``.
         """
-        projection = jnp.asarray(n, dtype=float) @ jnp.asarray(np.array(self.offsets, dtype=float)).T
+        projection = self._wave_vectors("n", n) @ jnp.asarray(np.array(self.offsets, dtype=float)).T
         return jnp.einsum("...b,bij->...ij", projection**2, self.bond_tensors()) / self.mass
 
     def sound_speeds(self, n):
@@ -162,43 +193,56 @@ class Lattice(eqx.Module):
         return symmetric_power(self.long_wave_tensor(n), -1.5) / (32.0 * jnp.pi**3 * self.mass)
 
     def green_function(self, cells, size=None, n_radial=48, n_face=48):
-        """Static lattice Green's function ``G_ab = (1/N) sum_q exp(i q.(n_a - n_b)) D(q)^(-1)``.
+        """Static lattice Green's function ``G_ab = (1/N) sum_q exp(i q.(n_a - n_b)) D(q)^(-1) / mass``.
+
+        ``G`` is the inverse of the real-space force-constant matrix ``K = mass * D``: a static
+        force ``f_b`` on each site ``b`` displaces site ``a`` by ``rho_a = sum_b G_ab f_b``.
 
         Args:
             cells: ``(S, dim)`` integer cells of the sites.
             size: ``None`` for the infinite lattice (Brillouin-zone quadrature centred on
-                Gamma), or ``L`` for a periodic ``L^dim`` lattice (exact mode sum; the zero
-                modes at Gamma, i.e. rigid translations, are left out).
+                Gamma, ``pyramid_rule``), or ``L`` for a periodic ``L^dim`` lattice (exact mode
+                sum by FFT; at Gamma the pseudo-inverse of ``diag(kappa)`` leaves out the rigid
+                translations along unconfined axes).
             n_radial, n_face: quadrature orders for the infinite lattice.
 
         Returns:
-            ``(S, S, 3, 3)``: the displacement of site ``a`` is ``sum_b G_ab f_b`` for static forces
-            ``f_b`` (in units where ``D`` multiplies the mass-weighted displacement).
+            ``(S, S, 3, 3)``, symmetric under ``(a, i) <-> (b, j)``.
 
         Raises:
-            ValueError: the infinite lattice's ``G`` diverges (a gapless chain).
+            ValueError: the infinite lattice's ``G`` diverges (a chain without confinement on
+                some axis), bad ``cells`` or ``size``.
         """
-        cells = np.asarray(cells, dtype=int)
+        cells = np.asarray(cells)
         _checks.require_shape("cells", cells, (None, self.dim))
-        separations = (cells[:, None, :] - cells[None, :, :]).astype(float)
+        if not np.all(cells == np.round(cells)):
+            raise ValueError(f"cells must be integer cell indices, got {cells}")
+        separations = (cells[:, None, :] - cells[None, :, :]).astype(int)
         if size is None:
-            gapless_axes = _checks.is_concrete(self.confinement) and np.any(np.asarray(self.confinement) == 0)
-            if self.dim == 1 and gapless_axes:
-                raise ValueError(
-                    "the static Green's function of an infinite chain diverges without confinement on every "
-                    "axis; give the chain kappa > 0 or use a finite periodic size"
-                )
-            q, weights = pyramid_rule(self.dim, n_radial, n_face)
-            inverse = jnp.linalg.inv(self.dynamical_matrix(q))
-        else:
-            q = periodic_grid(int(size), self.dim)
-            weights = np.full(len(q), 1.0 / len(q))
-            eigenvalues, vectors = jnp.linalg.eigh(self.dynamical_matrix(q))
-            scale = jnp.max(eigenvalues)
-            inverted = jnp.where(eigenvalues > 1e-12 * scale, 1.0 / jnp.where(eigenvalues > 0, eigenvalues, 1.0), 0.0)
-            inverse = jnp.einsum("pik,pk,pjk->pij", vectors, inverted, vectors)
-        phases = jnp.cos(jnp.einsum("abd,pd->abp", separations, q))
-        return jnp.einsum("abp,p,pij->abij", phases, weights, inverse) / self.mass
+            return self._green_infinite(separations, n_radial, n_face)
+        if int(size) != size or size < 1:
+            raise ValueError(f"size must be a positive integer (cells per axis) or None, got {size}")
+        return self._green_periodic(separations, int(size))
+
+    def _green_infinite(self, separations, n_radial, n_face):
+        """``G`` for ``(S, S, dim)`` cell separations by BZ quadrature; ``G(-d) = G(d)`` halves the work."""
+        if self.dim == 1 and _checks.is_concrete(self.confinement) and np.any(np.asarray(self.confinement) == 0):
+            raise ValueError(
+                "the static Green's function of an infinite chain diverges without confinement on every "
+                "axis; give the chain kappa > 0 or use a finite periodic size"
+            )
+        flat = separations.reshape(-1, self.dim)
+        first = np.take_along_axis(flat, np.argmax(flat != 0, axis=1)[:, None], axis=1)
+        unique, index = np.unique(np.where(first < 0, -flat, flat), axis=0, return_inverse=True)
+        q, weights = pyramid_rule(self.dim, n_radial, n_face)
+        values = _quadrature_green(self, unique.astype(float), q, weights)
+        return values[index.reshape(-1)].reshape(separations.shape[:2] + (3, 3))
+
+    def _green_periodic(self, separations, size):
+        """``G`` on a periodic ``size^dim`` lattice, read from the real-space table at ``separations mod size``."""
+        table = _periodic_green_table(self, size)
+        wrapped = np.mod(separations, size)
+        return table[tuple(wrapped[..., d] for d in range(self.dim))]
 
     def band_structure(self, path=None, points_per_segment=60):
         """Frequencies along a path of high-symmetry points.
@@ -249,6 +293,26 @@ class Lattice(eqx.Module):
         omega = jnp.asarray(omega, dtype=float)
         kernel = jnp.exp(-0.5 * ((omega[:, None] - frequencies[None, :]) / broadening) ** 2)
         return jnp.sum(kernel, axis=1) / (jnp.sqrt(2.0 * jnp.pi) * broadening * grid**self.dim)
+
+
+@jax.jit
+def _quadrature_green(lattice, separations, q, weights):
+    """``sum_p w_p cos(q_p.d) D(q_p)^-1 / mass`` for separations ``d (U, dim)``: ``(U, 3, 3)``."""
+    inverse = inverse_3x3(lattice.dynamical_matrix(q))
+    phases = jnp.cos(separations @ q.T)
+    return jnp.einsum("up,p,pij->uij", phases, weights, inverse) / lattice.mass
+
+
+@functools.partial(jax.jit, static_argnames="size")
+def _periodic_green_table(lattice, size):
+    """Real-space ``G(n)``, ``(size,) * dim + (3, 3)``: inverse FFT of ``D(q)^-1 / mass`` over the
+    periodic mesh, with the pseudo-inverse ``diag(kappa)^+`` at Gamma (translations left out)."""
+    matrices = lattice.dynamical_matrix(periodic_grid(size, lattice.dim))
+    inverse = inverse_3x3(matrices.at[0].set(jnp.eye(3)))
+    kappa = lattice.confinement / lattice.mass
+    gamma = jnp.diag(jnp.where(kappa > 0, 1.0 / jnp.where(kappa > 0, kappa, 1.0), 0.0))
+    inverse = inverse.at[0].set(gamma).reshape((size,) * lattice.dim + (3, 3))
+    return jnp.fft.ifftn(inverse, axes=tuple(range(lattice.dim))).real / lattice.mass
 
 
 def SimpleCubic(k1=15.0, k2=5.0, spacing=2.0, confinement=0.0, mass=1.0):

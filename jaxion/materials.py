@@ -34,7 +34,8 @@ def _rows():
 def _continuum(row):
     density = float(row["density_g_cm3"]) * _KG_PER_M3_PER_G_PER_CM3
     if row["symmetry"] == "cubic":
-        return ElasticContinuum(density, c11=float(row["c11_gpa"]), c12=float(row["c12_gpa"]), c44=float(row["c44_gpa"]))
+        c11, c12, c44 = (float(row[key]) for key in ("c11_gpa", "c12_gpa", "c44_gpa"))
+        return ElasticContinuum(density, c11=c11, c12=c12, c44=c44)
     if row["symmetry"] == "isotropic":
         return ElasticContinuum.isotropic(density, bulk=float(row["bulk_gpa"]), shear=float(row["shear_gpa"]))
     raise ValueError(f"materials table: unknown symmetry {row['symmetry']!r} for {row['name']}")

@@ -28,6 +28,8 @@ class AbstractPairPotential(eqx.Module):
         """Characteristic length of the interaction (units of ``l``)."""
 
     def __add__(self, other):
+        if not isinstance(other, AbstractPairPotential):
+            return NotImplemented
         return PairSum((self, other))
 
 
@@ -51,6 +53,8 @@ class Gaussian(AbstractPairPotential):
     def __check_init__(self):
         _checks.require_finite("Gaussian phi0", self.phi0)
         _checks.require_positive("Gaussian width", self.width)
+        _checks.require_shape("Gaussian phi0", self.phi0, ())
+        _checks.require_shape("Gaussian width", self.width, ())
 
     def __call__(self, separation):
         return self.phi0 * jnp.exp(-jnp.sum(separation**2, axis=-1) / (2.0 * self.width**2))
@@ -73,6 +77,8 @@ class Yukawa(AbstractPairPotential):
     def __check_init__(self):
         _checks.require_finite("Yukawa u0", self.u0)
         _checks.require_positive("Yukawa screening length", self.screening)
+        _checks.require_shape("Yukawa u0", self.u0, ())
+        _checks.require_shape("Yukawa screening length", self.screening, ())
 
     def __call__(self, separation):
         distance = _distance(separation)
@@ -88,6 +94,10 @@ class PairSum(AbstractPairPotential):
 
     terms: tuple
 
+    def __check_init__(self):
+        if len(self.terms) == 0 or not all(isinstance(term, AbstractPairPotential) for term in self.terms):
+            raise ValueError(f"PairSum needs a non-empty tuple of pair potentials, got {self.terms}")
+
     def __call__(self, separation):
         return sum(term(separation) for term in self.terms)
 
@@ -97,11 +107,12 @@ class PairSum(AbstractPairPotential):
 
 
 class PairFunction(AbstractPairPotential):
-    """Any smooth user function ``fn(r, params) -> energy`` of one separation ``r (3,)``.
+    """Any smooth user function of one separation ``r (3,)``: ``fn(r)`` or ``fn(r, params)``.
 
     Attributes:
         fn: the function (static); it is vectorised over leading axes automatically.
-        params: a pytree of parameters passed as the second argument (differentiable).
+        params: a pytree of parameters passed as the second argument (differentiable); with
+            ``params=None`` the function is called as ``fn(r)``.
         length: the interaction range in units of ``l``.
     """
 
@@ -110,15 +121,18 @@ class PairFunction(AbstractPairPotential):
     length: jax.Array
 
     def __init__(self, fn, length, params=None):
+        if not callable(fn):
+            raise ValueError(f"PairFunction needs a callable fn(r) or fn(r, params), got {type(fn).__name__}")
         self.fn = fn
         self.params = params
         self.length = jnp.asarray(length, dtype=float)
 
     def __check_init__(self):
         _checks.require_positive("PairFunction length", self.length)
+        _checks.require_shape("PairFunction length", self.length, ())
 
     def __call__(self, separation):
-        single = lambda r: self.fn(r, self.params)
+        single = (lambda r: self.fn(r)) if self.params is None else (lambda r: self.fn(r, self.params))
         separation = jnp.asarray(separation)
         flat = separation.reshape(-1, 3)
         return jax.vmap(single)(flat).reshape(separation.shape[:-1])

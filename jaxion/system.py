@@ -35,7 +35,10 @@ class System(eqx.Module):
             raise ValueError(f"potential must be a pair potential (e.g. jx.Gaussian), got {type(potential).__name__}")
         if sites is None:
             sites = [(0,) * lattice.dim]
-        cells = np.asarray(sites)
+        try:
+            cells = np.asarray(sites, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"sites must be a list of {lattice.dim}-integer cells, got {sites}") from None
         if cells.ndim != 2 or cells.shape[1] != lattice.dim or cells.shape[0] == 0:
             raise ValueError(
                 f"sites must be a non-empty list of {lattice.dim}-integer cells for this lattice, got shape {cells.shape}"
@@ -47,7 +50,10 @@ class System(eqx.Module):
         self.lattice = lattice
         self.potential = potential
         self.sites = tuple(tuple(int(c) for c in cell) for cell in cells)
-        self.mass = jnp.broadcast_to(jnp.asarray(mass, dtype=float), (3,))
+        mass = jnp.asarray(mass, dtype=float)
+        if mass.shape not in ((), (3,)):
+            raise ValueError(f"ion mass must be a scalar or one value per axis (3,), got shape {mass.shape}")
+        self.mass = jnp.broadcast_to(mass, (3,))
 
     def __check_init__(self):
         _checks.require_positive("ion mass", self.mass, allow_inf=True)

@@ -21,17 +21,20 @@ Internally the module works in the consistent amu-Å-ps system, where energies a
 amu Å^2 / ps^2.
 """
 
+import math
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from . import _checks
 
-# CODATA 2018 (Tiesinga et al., Rev. Mod. Phys. 93, 025010 (2021)); e, hbar (from h) and k_B are exact.
+# CODATA 2022 recommended values (NIST, https://physics.nist.gov/constants); e, h and k_B are
+# exact in the 2019 SI, the atomic mass constant is measured (relative uncertainty 3e-10).
 ELEMENTARY_CHARGE = 1.602176634e-19  # C, so 1 eV = this many J
-HBAR_SI = 1.054571817e-34  # J s
+HBAR_SI = 6.62607015e-34 / (2.0 * math.pi)  # J s
 BOLTZMANN_SI = 1.380649e-23  # J / K
-ATOMIC_MASS_UNIT = 1.66053906660e-27  # kg
+ATOMIC_MASS_UNIT = 1.66053906892e-27  # kg
 
 # The amu-Å-ps system: 1 amu Å^2 / ps^2 = 1.66053906660e-23 J.
 _ENERGY_UNIT_SI = ATOMIC_MASS_UNIT * 1e-20 / 1e-24
@@ -163,7 +166,7 @@ class UnitSystem(eqx.Module):
         return 2.0 * jnp.pi * self.length**2 / (HBAR * self.omega**2)
 
     def to_amu_per_ps(self, drag):
-        """Dimensionless drag ``H M H`` (the friction term of Eq. 26) -> ``Gamma = 2 pi m Omega H M H`` in amu/ps."""
+        """Dimensionless drag ``H M H`` (friction term of Eq. 26) -> ``Gamma = 2 pi m Omega H M H``, amu/ps."""
         return drag * 2.0 * jnp.pi * self.mass * self.omega
 
     def from_amu_per_ps(self, friction):
@@ -182,11 +185,9 @@ def spring_lattice_recoil(mass, spacing, k1, k2, n_theta=48, n_phi=96):
     Returns:
         ``(3, 3)``.
     """
-    from .brillouin import sphere_rule
+    from .dissipation import recoil_matrix
     from .lattice import SimpleCubic
 
     units = UnitSystem(mass, k1)
     lattice = SimpleCubic(k1=1.0, k2=jnp.asarray(k2) / units.spring, spacing=units.from_angstrom(spacing))
-    directions, weights = sphere_rule(n_theta, n_phi)
-    recoil = jnp.einsum("p,pij->ij", weights, lattice.recoil_density(directions))
-    return units.recoil_to_si(recoil)
+    return units.recoil_to_si(recoil_matrix(lattice, n_theta=n_theta, n_phi=n_phi))

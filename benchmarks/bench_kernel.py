@@ -1,0 +1,111 @@
+"""Kernel method (jaxion.kernel): kernel construction and integration cost, and the Fig. 6 run.
+
+    python benchmarks/bench_kernel.py [--quick]
+
+* kernel construction (exact mode sum over the periodic L^3 grid, 8 Fig.-6 sites) versus L and t1;
+* integration versus t1 with the doubling-block FFT history sum and with the direct O(n^2) sum
+  (the number of steps grows, the kernel is precomputed, compile time reported separately);
+* the paper's Fig. 6 setup (8 sites (0, 0, j), j = 0..7, spacing 2, Phi0 = 1, lambda = 1/2, start
+  z = 3.5 alpha, speed 7.5, mu = (inf, inf, 1), k1 = 15, k2 = 5) to tau = 30 at L = 100 and with the
+  infinite-lattice kernel (pyramid rule; its converged horizon is reported by kernel_horizon), with
+  a step-halving self-convergence check of the final state.
+
+``--quick`` runs tiny sizes (L <= 12, tau <= 2) as a smoke test. Results: benchmarks/results/kernel.json.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_info, time_call, write_json  # noqa: E402
+
+import jaxion  # noqa: E402,F401
+from jaxion import kernel  # noqa: E402
+from jaxion.lattice import SimpleCubic  # noqa: E402
+from jaxion.potentials import Gaussian  # noqa: E402
+from jaxion.system import System  # noqa: E402
+
+
+def fig6_system():
+    lattice = SimpleCubic(k1=15.0, k2=5.0, spacing=2.0)
+    return System(lattice, Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
+
+
+def build_seconds(system, dt, t1, size, resolution=None):
+    """Wall seconds of one uncached kernel construction (compile included: it is paid once per shape)."""
+    kernel._CACHE.clear()
+    start = time.perf_counter()
+    k = kernel.memory_kernel(system.lattice, system.site_cells, dt, t1, size=size, resolution=resolution)
+    jax.block_until_ready(k.values)
+    return time.perf_counter() - start, k
+
+
+def run(system, k, t1, dt, block):
+    start = jnp.array([0.0, 0.0, 3.5 * 2.0])
+    velocity = jnp.array([0.0, 0.0, 7.5])
+    return kernel.simulate(system, start, velocity, t1, dt=dt, kernel=k, block=block, n_save=301)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    args = parser.parse_args()
+    quick = args.quick
+    system = fig6_system()
+    dt = 5e-3
+    sizes = (8, 12) if quick else (25, 50, 100)
+    horizons = (1.0, 2.0) if quick else (5.0, 30.0)
+    repeats = 1 if quick else 3
+
+    construction = []
+    for size in sizes:
+        for t1 in horizons:
+            seconds, _ = build_seconds(system, dt, t1, size)
+            construction.append({"size": size, "t1": t1, "dt": dt, "seconds": seconds})
+            print(f"kernel L={size} t1={t1}: {seconds:.2f} s", flush=True)
+
+    integration = []
+    steps = (1.0, 2.0) if quick else (5.0, 10.0, 20.0, 30.0)
+    _, k_long = build_seconds(system, dt, max(steps), sizes[0])
+    for t1 in steps:
+        for block in (64, None):
+            timing = time_call(lambda: run(system, k_long, t1, dt, block).position, repeats)
+            integration.append({"t1": t1, "steps": int(round(t1 / dt)), "block": block, **timing})
+            print(f"integrate t1={t1} block={block}: {timing['median']:.3f} s (first call {timing['warmup']:.1f} s)",
+                  flush=True)
+
+    fig6 = {}
+    tau = 2.0 if quick else 30.0
+    size = sizes[-1]
+    for label, kw in (("periodic", {"size": size}), ("infinite", {"size": None, "resolution": (16, 12) if quick else (64, 48)})):
+        seconds, k = build_seconds(system, dt, tau, kw["size"], kw.get("resolution"))
+        timing = time_call(lambda: run(system, k, tau, dt, 64).position, repeats)
+        traj = run(system, k, tau, dt, 64)
+        entry = {"kernel_seconds": seconds, "integration": timing, "final_z": float(traj.position_final[2]),
+                 "final_vz": float(traj.velocity_final[2]), "energy_drift": float(np.ptp(np.asarray(traj.energy))),
+                 "ts": np.asarray(traj.ts).tolist(), "z": np.asarray(traj.position[:, 2]).tolist(), **kw}
+        if label == "infinite":
+            res = kw["resolution"]
+            horizon, _ = kernel.kernel_horizon(system.lattice, system.site_cells, 0.05, min(tau, 2.0), res, tol=1e-8)
+            entry["converged_horizon"] = horizon
+        else:
+            _, k_half = build_seconds(system, dt / 2, tau, size)
+            half = run(system, k_half, tau, dt / 2, 64)
+            entry["step_halving_difference_z"] = float(np.max(np.abs(np.asarray(half.position - traj.position))))
+        fig6[label] = entry
+        print(f"Fig. 6 {label}: kernel {seconds:.2f} s, integration {timing['median']:.2f} s, "
+              f"final z {entry['final_z']:.6f}", flush=True)
+
+    path = write_json("kernel", {"quick": quick, "construction": construction, "integration": integration,
+                                 "fig6": fig6})
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""Time-local method (jaxion.local, Eq. 26): the paper's Fig. 6 run.
+
+    python benchmarks/bench_local.py [--quick]
+
+Eight interacting masses at (0, 0, j alpha), j = 0..7, on the paper's simple cubic framework
+(k1 = 15, k2 = 5, alpha = 2), Gaussian Phi0 = 1, lambda = 1/2, ion from z = 3.5 alpha with speed
+7.5 along z (mu = (inf, inf, 1)), tau = 30, drag and softening (c = 1/2, infinite lattice) on.
+Reported separately:
+
+* the precomputation of the ingredients (Green's function G of the 8 sites by Brillouin-zone
+  quadrature, recoil matrix M), done once per system;
+* the compilation of the solve (first call minus a timed call);
+* the solve after compilation (wall time, and process time, which other processes sharing the
+  cores inflate less), adaptive Tsit5 at rtol = 1e-8 (target < 0.05 s on 2 CPU cores)
+  and the paper's fixed dt = 1e-3 (30,000 steps, target < 0.3 s), plus fixed dt = 1e-2 (the
+  time-local step the paper quotes 9 s for on one laptop core).
+
+``--quick`` runs the same sizes with fewer repeats (the run is cheap).
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import time_call, write_json  # noqa: E402
+
+import jaxion  # noqa: E402,F401
+from jaxion import local  # noqa: E402
+from jaxion.lattice import SimpleCubic  # noqa: E402
+from jaxion.potentials import Gaussian  # noqa: E402
+from jaxion.system import System  # noqa: E402
+
+TAU = 30.0
+POSITION = jnp.array([0.0, 0.0, 7.0])  # z = 3.5 alpha
+VELOCITY = jnp.array([0.0, 0.0, 7.5])
+RUNS = [
+    dict(name="adaptive rtol=1e-8", dt=None, rtol=1e-8, atol=1e-10, target_s=0.05),
+    dict(name="fixed dt=1e-3", dt=1e-3, rtol=1e-8, atol=1e-10, target_s=0.3),
+    dict(name="fixed dt=1e-2", dt=1e-2, rtol=1e-8, atol=1e-10, target_s=None),
+]
+
+
+def fig6_system():
+    """The paper's Fig. 6: eight masses on a line along z, Phi0 = 1, lambda = 1/2."""
+    return System(SimpleCubic(), Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick else 20
+
+    began = time.perf_counter()
+    dynamics = local.LocalDynamics(fig6_system())
+    jax.block_until_ready(dynamics)
+    precompute = time.perf_counter() - began
+
+    results, reference = [], None
+    for run in RUNS:
+
+        def solve(run=run):
+            return jax.block_until_ready(local.integrate(dynamics, POSITION, VELOCITY, TAU, dt=run["dt"],
+                                                         rtol=run["rtol"], atol=run["atol"], n_save=301))
+
+        began = time.perf_counter()
+        trajectory = solve()
+        first = time.perf_counter() - began
+        timing = time_call(solve, repeats)
+        cpu = []  # process time: robust to other processes sharing the cores, unlike wall time
+        for _ in range(repeats):
+            began = time.process_time()
+            solve()
+            cpu.append(time.process_time() - began)
+        if reference is None:
+            reference = trajectory
+        deviation = float(np.max(np.abs(np.asarray(trajectory.position[:, 2] - reference.position[:, 2]))))
+        results.append(dict(
+            name=run["name"],
+            solve=timing,
+            solve_cpu_seconds=min(cpu),
+            compile_seconds=max(first - timing["median"], 0.0),
+            target_s=run["target_s"],
+            max_z_deviation_from_adaptive=deviation,
+            energy_start=float(trajectory.energy[0]),
+            energy_end=float(trajectory.energy_final),
+        ))
+        print(f"{run['name']:>20}: solve {timing['median'] * 1e3:8.2f} ms (min {timing['min'] * 1e3:.2f}, "
+              f"cpu {min(cpu) * 1e3:.2f}), "
+              f"compile {results[-1]['compile_seconds']:.2f} s, max |dz| vs adaptive {deviation:.2e}", flush=True)
+
+    print(f"precompute (G, M): {precompute:.2f} s")
+    payload = dict(
+        quick=args.quick,
+        parameters=dict(tau=TAU, sites=8, phi0=1.0, width=0.5, start_z=7.0, speed=7.5, c=0.5, green="infinite",
+                        paper_local_seconds_one_core=9.0, paper_full_seconds_one_core=4 * 3600.0),
+        precompute_seconds=precompute,
+        runs=results,
+    )
+    write_json("local", payload)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The ``jaxion`` command.
+
+    jaxion demo [--out DIR] [--quick]
+    jaxion figure {2,4,5,6} [--size L] [--quick] [--out DIR]
+    jaxion loss [--lattice cubic|chain] [--k1 K] [--k2 K] [--phi0 P] [--width W] [--s S]
+                [--speeds 1,2,5 | --speed-range A B N] [--method perturbative|low-speed|closed-form|full]
+    jaxion bench [--quick]
+
+Bad arguments end with exit code 2 and a one-line message (argparse's, or ``jaxion: error: ...``
+for a ``ValueError`` raised by the library), never a traceback.
+"""
+
+import argparse
+import csv
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEMO_WIDTHS = (0.5, 1.0, 2.0, 4.0)
+
+
+def _speed_list(text):
+    try:
+        speeds = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speeds must be comma-separated numbers, e.g. 1,2,5; got {text!r}") from None
+    if not speeds or min(speeds) <= 0:
+        raise argparse.ArgumentTypeError(f"speeds must be positive numbers, got {text!r}")
+    return speeds
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _write_json(path, payload):
+    from .experiments import _jsonable
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(payload), indent=1))
+    return path
+
+
+def _machine():
+    import jax
+
+    return dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                python=platform.python_version(), jax=jax.__version__, device=str(jax.devices()[0]))
+
+
+def demo(args):
+    """Fig. 2 chain simulations against Eqs. 13-14, plus the 3D low-speed limit Eq. 13 -> Eq. 23."""
+    from . import experiments, plotting
+
+    out = Path(args.out)
+    began = time.perf_counter()
+    if args.quick:
+        chain = experiments.fig2(quick=True, out=out / "demo_parts")
+    else:
+        chain = experiments.fig2(kappas=(1.0, 0.0), widths=DEMO_WIDTHS, speeds=experiments.paper_speeds(2.0, 80.0, 12),
+                                 size=100, batch=12, out=out / "demo_parts")
+    low_speed = experiments.low_speed_limit(width=1.0, quick=args.quick)
+    seconds = time.perf_counter() - began
+    agreement = {theory: experiments.agreement(chain, theory) for theory in ("eq13", "eq14")}
+    ratio = low_speed["curves"][0]["ratio"]
+    payload = dict(chain=chain, low_speed=low_speed, agreement=agreement,
+                   low_speed_ratio_at_slowest=float(ratio[0]), seconds=seconds, machine=_machine())
+    json_path = _write_json(out / "demo.json", payload)
+    lines = [f"Chain (Fig. 2): {len(chain['curves'])} curves x {len(chain['parameters']['speeds'])} speeds, "
+             f"{chain['parameters']['size']} masses, in {seconds:.0f} s"]
+    for theory, name in (("eq13", "Eq. 13 (perturbative quadrature)"), ("eq14", "Eq. 14 (closed form)")):
+        a = agreement[theory]
+        where = ", ".join(f"{k}={v:g}" for k, v in a.get("curve", {}).items())
+        lines.append(f"  simulation vs {name}: max relative deviation {a['max_relative_deviation']:.2e} over the "
+                     f"{a['points']} of {a['total']} points where it applies"
+                     + (f" (worst at {where}, v={a['speed']:.3g})" if where else ""))
+    lines.append("  (applies: speed change in the potential shifts the loss by < 2%, the box holds the pass)")
+    lines.append(f"3D low speed: Eq. 13 / Eq. 23 = {ratio[0]:.4f} at v = {low_speed['curves'][0]['speed'][0]:g} "
+                 f"(-> 1 as v -> 0), {ratio[-1]:.3f} at v = {low_speed['curves'][0]['speed'][-1]:g}")
+    params, a13, a14 = chain["parameters"], agreement["eq13"], agreement["eq14"]
+    notes = (f"Fig. 2 chain: {len(chain['curves'])} curves x {len(params['speeds'])} speeds,\n"
+             f"{params['size']} masses, {seconds:.0f} s\n\n"
+             f"simulation vs Eq. 13: max rel. deviation {a13['max_relative_deviation']:.1e}\n"
+             f"simulation vs Eq. 14: max rel. deviation {a14['max_relative_deviation']:.1e}\n"
+             f"over the {a14['points']} of {a14['total']} points where the\nperturbative theory applies\n\n"
+             f"3D: Eq. 13 / Eq. 23 = {ratio[0]:.4f} at v = {low_speed['curves'][0]['speed'][0]:g}")
+    png_path = plotting.save(plotting.demo(chain, low_speed, notes=notes), out / "demo.png")
+    print("\n".join(lines))
+    print(f"wrote {png_path} and {json_path}")
+    return 0
+
+
+def figure(args):
+    """One of the paper's figures: data (JSON, written as it goes) and plot."""
+    from . import experiments, plotting
+
+    run = getattr(experiments, f"fig{args.number}")
+    options = dict(quick=args.quick, out=args.out)
+    if args.size is not None:
+        options["size"] = args.size
+    data = run(**options)
+    path = plotting.save(getattr(plotting, f"fig{args.number}")(data), Path(args.out) / f"fig{args.number}.png")
+    print(f"wrote {path} and {Path(args.out) / f'fig{args.number}.json'}")
+    return 0
+
+
+def _loss_system(args):
+    import jax.numpy as jnp
+
+    from .lattice import Chain, SimpleCubic
+    from .potentials import Gaussian
+    from .system import System
+
+    spacing = {} if args.spacing is None else dict(spacing=args.spacing)
+    if args.lattice == "cubic":
+        lattice = SimpleCubic(k1=15.0 if args.k1 is None else args.k1, k2=5.0 if args.k2 is None else args.k2, **spacing)
+        sites = [(0, 0, 0)]
+    else:
+        lattice = Chain(k_par=99 / 4 if args.k1 is None else args.k1, k_perp=99 / 4 if args.k2 is None else args.k2,
+                        kappa_par=args.kappa, kappa_perp=args.kappa, **spacing)
+        sites = [(0,)]
+    return System(lattice, Gaussian(args.phi0, args.width), sites=sites, mass=(jnp.inf, jnp.inf, 1.0))
+
+
+def loss(args):
+    """A loss-versus-speed curve: printed table, CSV and JSON."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from . import dissipation
+    from .simulation import single_pass
+
+    if args.speeds is not None:
+        speeds = np.asarray(args.speeds, dtype=float)
+    else:
+        lowest, highest, count = args.speed_range
+        if not 0 < lowest <= highest or count != int(count) or count < 1:
+            raise ValueError(f"--speed-range needs 0 < A <= B and an integer N >= 1, got {lowest:g} {highest:g} {count:g}")
+        speeds = np.geomspace(lowest, highest, int(count))
+    system = _loss_system(args)
+    start = (0.0, args.s)
+    if args.method == "closed-form" and args.lattice != "chain":
+        raise ValueError("--method closed-form is Eq. 14, the chain's closed form: use it with --lattice chain")
+    if args.method == "perturbative":
+        losses = dissipation.loss_perturbative(system, jnp.asarray(speeds), start)
+    elif args.method == "low-speed":
+        losses = dissipation.loss_low_speed(system, jnp.asarray(speeds), start)
+    elif args.method == "closed-form":
+        losses = dissipation.loss_chain_closed_form(system.lattice, system.potential, jnp.asarray(speeds), args.s)
+    else:
+        size = args.size or (100 if args.lattice == "chain" else 16)
+        losses = single_pass(system, jnp.asarray(speeds), start=start, method="full", size=size).loss
+    losses = np.asarray(losses, dtype=float)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"loss_{args.lattice}_{args.method}"
+    with open(out / f"{stem}.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["speed", "loss"])
+        writer.writerows(zip(speeds.tolist(), losses.tolist()))
+    parameters = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
+    _write_json(out / f"{stem}.json", dict(parameters=parameters, speed=speeds, loss=losses))
+    print(f"{'speed':>12} {'loss':>14}")
+    for v, d in zip(speeds, losses):
+        print(f"{v:12.5g} {d:14.6e}")
+    print(f"wrote {out / (stem + '.csv')} and {out / (stem + '.json')}")
+    return 0
+
+
+def bench(args):
+    """Run the benchmark suite of a source checkout."""
+    runner = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+    if not runner.exists():
+        print("jaxion: the benchmarks live in the source repository (benchmarks/run_all.py); "
+              "clone it and run `jaxion bench` there", file=sys.stderr)
+        return 1
+    return subprocess.call([sys.executable, str(runner)] + (["--quick"] if args.quick else []), cwd=runner.parents[1])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="jaxion", description="A mobile ion in a vibrating crystal framework.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,figure,loss,bench}")
+
+    p = commands.add_parser("demo", help="reproduce Fig. 2 (chain) and the 3D low-speed limit in a few minutes")
+    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
+    p.set_defaults(func=demo)
+
+    p = commands.add_parser("figure", help="data and plot of one of the paper's figures")
+    p.add_argument("number", type=int, choices=(2, 4, 5, 6))
+    p.add_argument("--size", type=_positive(int), help="lattice side L (chain: number of masses)")
+    p.add_argument("--quick", action="store_true", help="few speeds, small lattice")
+    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.set_defaults(func=figure)
+
+    p = commands.add_parser("loss", help="single-pass loss versus speed for given parameters")
+    p.add_argument("--lattice", choices=("cubic", "chain"), default="cubic")
+    p.add_argument("--k1", type=float, help="cubic: nearest-neighbour spring (15); chain: k_par (99/4)")
+    p.add_argument("--k2", type=float, help="cubic: next-nearest spring (5); chain: k_perp (99/4)")
+    p.add_argument("--kappa", type=float, default=1.0, help="chain on-site confinement (default 1)")
+    p.add_argument("--spacing", type=_positive(float), help="lattice constant (cubic 2, chain 1)")
+    p.add_argument("--phi0", type=float, default=0.01, help="Gaussian amplitude (default 0.01)")
+    p.add_argument("--width", type=_positive(float), default=1.0, help="Gaussian width lambda (default 1)")
+    p.add_argument("--s", type=float, default=0.0, help="impact parameter along y (default 0)")
+    speeds = p.add_mutually_exclusive_group()
+    speeds.add_argument("--speeds", type=_speed_list, help="comma-separated speeds, e.g. 1,2,5")
+    speeds.add_argument("--speed-range", type=float, nargs=3, metavar=("A", "B", "N"), default=(1.0, 80.0, 20),
+                        help="N log-spaced speeds from A to B (default 1 80 20)")
+    p.add_argument("--method", choices=("perturbative", "low-speed", "closed-form", "full"), default="perturbative")
+    p.add_argument("--size", type=_positive(int), help="lattice side for --method full (cubic 16, chain 100)")
+    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.set_defaults(func=loss)
+
+    p = commands.add_parser("bench", help="run the benchmark suite (source checkout)")
+    p.add_argument("--quick", action="store_true", help="small sizes")
+    p.set_defaults(func=bench)
+    return parser
+
+
+def main(argv=None):
+    """Entry point; returns the exit status (2 for bad arguments)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as error:
+        print(f"jaxion: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxion: interrupted (results written so far are kept)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

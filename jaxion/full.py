@@ -1,0 +1,422 @@
+"""The whole periodic lattice plus the ion (physics.md sections 1-3, Eqs. 3-4), through diffrax.
+
+State ``y = (q, p)`` with ``q = (rho, sigma)`` and ``p = (rho', sigma')``:
+
+* ``rho``: ``(3, L)`` (chain) or ``(3, L, L, L)`` (cubic) framework displacements, stored
+  component-major so the stencil works on contiguous scalar fields;
+* ``sigma``: ``(3,)`` ion position.
+
+Equations of motion (dots are d/dtau, tau in periods):
+
+    rho''   = -4 pi^2 [W rho + grad_rho Phi(rho_S, sigma) / m]                     (Eq. 4)
+    sigma'' = -(4 pi^2 / mu) grad_sigma Phi(rho_S, sigma)   (zero on pinned axes)  (Eq. 3)
+    m (W rho)_n = kappa rho_n + sum_{b, +-} Phi_b (rho_n - rho_{n+b})
+
+The harmonic force is a stencil over bond pairs ``+-b``: ``lap_b = 2 rho - rho_{n+b} - rho_{n-b}``
+(neighbours as static slices of a periodically padded copy), contracted with
+``Phi_b = k_long u u^T + k_trans (1 - u u^T)`` using the bond's static direction ``u`` (zero
+entries of ``u`` cost nothing). The interaction acts on the listed sites only, at their actual
+displaced positions; site cells map into the box modulo ``L``. Conserved:
+
+    E = sum_i mu_i sigma_i'^2 / 8 pi^2 + m |rho'|^2 / 8 pi^2 + m rho^T W rho / 2 + Phi.
+
+Solvers (``solver=``): ``"rk"`` (Tsit5, 5th order, fixed ``dt`` or adaptive with ``rtol``/``atol``),
+``"dopri5"``, ``"dopri8"``, ``"verlet"`` (velocity Verlet, order 2, one force per step) and
+``"symplectic"`` (Blanes-Moan order 4, six forces per step; the recommended solver for large
+lattices, see ``jaxion.solvers``).
+
+``dtype=jnp.float32`` runs the whole state (and the times: diffrax promotes the state to the
+dtype of the times) in single precision: half the memory traffic, so up to twice the speed on
+bandwidth-bound machines, for trajectories and exploratory runs. Rounding (1e-7 relative) then
+limits the ion's velocity to ~1e-7 v, so single-pass losses below ~1e-6 of the kinetic energy
+need float64. The saved energies are summed in float64.
+"""
+
+import functools
+import math
+import warnings
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+from .brillouin import periodic_grid, sphere_rule
+from .simulation import Trajectory
+from .solvers import BlanesMoan, VelocityVerlet
+from .system import System
+
+FOUR_PI2 = 4.0 * math.pi**2
+
+_RUNGE_KUTTA = {"rk": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
+_SYMPLECTIC = {"verlet": VelocityVerlet, "symplectic": BlanesMoan}
+SOLVERS = tuple(_RUNGE_KUTTA) + tuple(_SYMPLECTIC)
+
+# |R(iy)| of an explicit Runge-Kutta method exceeds 1 (the mode grows) beyond this growth per step;
+# below it the method is stable to rounding on the imaginary axis.
+_RK_GROWTH = 1e-10
+# Interacting sites plus this many potential ranges on each side must fit in one period of the box.
+_RANGE_MARGIN = 3.0
+
+
+class FullLattice(eqx.Module):
+    """The ion plus a periodic ``L^dim`` lattice: vector field, energy and observables.
+
+    Attributes:
+        system: the :class:`~jaxion.System`.
+        size: ``L``, masses per lattice axis (static).
+        dtype: dtype of the state (and of the solver's times), float64 or float32 (static).
+        site_index: static tuple of ``dim`` integer tuples: the sites' cells modulo ``L``.
+        transverse: static; ``False`` when every ``k_trans`` is concretely zero (skips that term).
+    """
+
+    system: System
+    size: int = eqx.field(static=True)
+    dtype: type = eqx.field(static=True)
+    site_index: tuple = eqx.field(static=True)
+    transverse: bool = eqx.field(static=True)
+
+    def __init__(self, system, size, dtype=jnp.float64):
+        if not isinstance(system, System):
+            raise ValueError(f"system must be a jaxion System, got {type(system).__name__}")
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 3:
+            raise ValueError(f"size must be an integer number of masses per axis >= 3, got {size!r}")
+        if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+            raise ValueError(f"dtype must be jnp.float32 or jnp.float64, got {dtype!r}")
+        self.system = system
+        self.size = int(size)
+        self.dtype = jnp.dtype(dtype).type
+        cells = np.mod(system.site_cells, self.size)
+        if len({tuple(c) for c in cells}) != len(cells):
+            raise ValueError(
+                f"sites {system.sites} fall on the same mass modulo size={size}: the box must be larger"
+            )
+        self.site_index = tuple(tuple(int(c) for c in column) for column in cells.T)
+        k_trans = system.lattice.k_trans
+        self.transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
+
+    @property
+    def shape(self):
+        """``(3, L, ...)``: shape of ``rho``."""
+        return (3,) + (self.size,) * self.system.lattice.dim
+
+    def _sites(self, rho):
+        """Displacements of the interacting sites, ``(S, 3)``."""
+        return rho[(slice(None),) + self.site_index].T
+
+    def spring_force(self, rho, scale=1.0):
+        """``-scale * m W rho`` (the harmonic force, minus the gradient of ``rho^T V rho / 2``).
+
+        The box is wrapped once into a halo (``jnp.pad(mode="wrap")``) and every neighbour
+        ``rho_{n+-b}`` is a static slice of it, so the whole stencil fuses into loops over
+        contiguous memory (rolls inside the fusion cost ~15x more on CPU).
+
+        Args:
+            rho: ``(3, L, ...)`` displacements (component-major).
+            scale: factor folded into the spring constants (``4 pi^2 / m`` gives ``rho''``).
+
+        Returns:
+            ``(3, L, ...)``, same dtype as ``rho``.
+        """
+        lattice = self.system.lattice
+        cast = lambda x: (scale * x).astype(rho.dtype)
+        k_long, k_trans, kappa = cast(lattice.k_long), cast(lattice.k_trans), cast(lattice.confinement)
+        width = max(abs(c) for offset in lattice.offsets for c in offset)
+        halo = jnp.pad(rho, ((0, 0),) + ((width, width),) * lattice.dim, mode="wrap")
+
+        def neighbour(i, offset):
+            """``rho_{n + offset}``, component ``i``."""
+            return halo[(i,) + tuple(slice(width + c, width + c + self.size) for c in offset)]
+
+        force = [-kappa[i] * rho[i] for i in range(3)]
+        for index, (offset, direction) in enumerate(zip(lattice.offsets, lattice.directions)):
+            backward = tuple(-c for c in offset)
+            needed = range(3) if self.transverse else [i for i, u in enumerate(direction) if u != 0.0]
+            # lap_b = 2 rho_n - rho_{n+b} - rho_{n-b}; the force is -Phi_b lap_b.
+            lap = {i: 2.0 * rho[i] - neighbour(i, offset) - neighbour(i, backward) for i in needed}
+            along = sum(u * lap[i] for i, u in enumerate(direction) if u != 0.0)
+            for i, u in enumerate(direction):
+                if u != 0.0:
+                    force[i] = force[i] - k_long[index] * (u * along)
+                if self.transverse:
+                    force[i] = force[i] - k_trans[index] * (lap[i] - u * along if u != 0.0 else lap[i])
+        return jnp.stack(force)
+
+    def acceleration(self, q):
+        """``(rho'', sigma'')`` for positions ``q = (rho, sigma)`` (Eqs. 3-4)."""
+        rho, sigma = q
+        lattice_mass = self.system.lattice.mass
+        grad_sites, grad_ion = jax.grad(self.system.interaction, argnums=(0, 1))(
+            self._sites(rho).astype(sigma.dtype), sigma
+        )
+        rho_ddot = self.spring_force(rho, scale=FOUR_PI2 / lattice_mass)
+        site_kick = (-FOUR_PI2 / lattice_mass * grad_sites.T).astype(rho.dtype)
+        rho_ddot = rho_ddot.at[(slice(None),) + self.site_index].add(site_kick)
+        return rho_ddot, (-FOUR_PI2 * self.system.inverse_mass * grad_ion).astype(sigma.dtype)
+
+    def energy(self, y):
+        """Total energy ``E`` (module docstring) of the state ``y = ((rho, sigma), (rho', sigma'))``, float64."""
+        (rho, sigma), (rho_dot, sigma_dot) = y
+        mass = self.system.lattice.mass
+        wide = lambda x: x.astype(jnp.float64)
+        kinetic = mass * jnp.sum(wide(rho_dot) ** 2) / (2.0 * FOUR_PI2)
+        harmonic = -0.5 * jnp.sum(wide(rho) * wide(self.spring_force(rho)))
+        ion = self.system.total_energy(wide(self._sites(rho)), sigma, sigma_dot)
+        return ion + kinetic + harmonic
+
+    def initial_state(self, position, velocity):
+        """Framework at rest, ion at ``position`` with ``velocity``: ``((rho, sigma), (rho', sigma'))``."""
+        rest = jnp.zeros(self.shape, self.dtype)
+        return (rest, jnp.asarray(position, self.dtype)), (rest, jnp.asarray(velocity, self.dtype))
+
+    def observe(self, t, y, args, save_sites=False):
+        """What a :class:`~jaxion.simulation.Trajectory` keeps of a state: ion position,
+        velocity, total energy and (optionally) the site displacements ``(S, 3)``."""
+        (rho, sigma), (_, sigma_dot) = y
+        out = dict(position=sigma, velocity=sigma_dot, energy=self.energy(y))
+        if save_sites:
+            out["sites"] = self._sites(rho).astype(jnp.float64)
+        return out
+
+    def terms(self, solver):
+        """diffrax terms: ``(drift, kick)`` for the symplectic solvers, one ``ODETerm`` otherwise.
+        The vector fields are modules (not closures) so repeated calls reuse the compiled solve."""
+        if solver in _SYMPLECTIC:
+            return diffrax.ODETerm(_Drift()), diffrax.ODETerm(_Kick(self))
+        return diffrax.ODETerm(_Field(self))
+
+    def highest_frequency(self):
+        """Estimate of the highest lattice frequency ``omega_max`` (units of ``Omega``): the
+        maximum over the periodic grid of ``min(L, 16)`` points per axis (zone boundary included
+        for even grids). The ion-site curvature is not included."""
+        grid = periodic_grid(min(self.size, 16), self.system.lattice.dim)
+        return float(jnp.max(self.system.lattice.frequencies(grid)))
+
+    def sound_speed(self):
+        """Largest long-wave sound speed over directions (``l`` per period)."""
+        lattice = self.system.lattice
+        directions = sphere_rule(12, 24)[0] if lattice.dim == 3 else jnp.ones((1, 1))
+        return float(jnp.max(lattice.sound_speeds(directions)))
+
+
+class _Drift(eqx.Module):
+    """``dq/dtau = p``."""
+
+    def __call__(self, t, p, args):
+        return p
+
+
+class _Kick(eqx.Module):
+    """``dp/dtau = a(q)``."""
+
+    model: FullLattice
+
+    def __call__(self, t, q, args):
+        return self.model.acceleration(q)
+
+
+class _Field(eqx.Module):
+    """``d(q, p)/dtau = (p, a(q))``."""
+
+    model: FullLattice
+
+    def __call__(self, t, y, args):
+        return y[1], self.model.acceleration(y[0])
+
+
+class _Observe(eqx.Module):
+    """Save function: :meth:`FullLattice.observe`."""
+
+    model: FullLattice
+    save_sites: bool = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        return self.model.observe(t, y, args, self.save_sites)
+
+
+class _Passed(eqx.Module):
+    """Event condition: the ion has reached the plane ``z = stop_z``."""
+
+    stop_z: jax.Array
+
+    def __call__(self, t, y, args, **kwargs):
+        return y[0][1][2] >= self.stop_z
+
+
+@functools.cache
+def runge_kutta_stability_limit(name):
+    """Largest ``y`` with ``|R(iy')| <= 1 + 1e-10`` for all ``0 < y' <= y``, where ``R`` is the
+    stability polynomial of the explicit Runge-Kutta method ``name`` (from its Butcher tableau):
+    Tsit5 0.48, Dopri5 1.0, Dopri8 0.58. Beyond it a lattice mode with ``2 pi omega dt > y``
+    is amplified every step."""
+    tableau = _RUNGE_KUTTA[name].tableau
+    stages = len(tableau.a_lower) + 1
+    a = np.zeros((stages, stages))
+    for i, row in enumerate(tableau.a_lower):
+        a[i + 1, : len(row)] = row
+    y = np.linspace(0.01, 6.0, 6000)
+    eye, ones = np.eye(stages), np.ones(stages)
+    amplification = np.abs([1 + 1j * v * tableau.b_sol @ np.linalg.solve(eye - 1j * v * a, ones) for v in y])
+    unstable = amplification > 1.0 + _RK_GROWTH
+    return float(y[np.argmax(unstable) - 1]) if np.any(unstable) else float(y[-1])
+
+
+def _stability_limit(solver):
+    if solver in _SYMPLECTIC:
+        return _SYMPLECTIC[solver]().stability_limit()
+    return runge_kutta_stability_limit(solver)
+
+
+def _check_box(model, t1, position, velocity, stop_z):
+    """ValueError when the interacting region does not fit in the box; warning when sound can
+    cross the box and come back to the sites within the run."""
+    system = model.system
+    lattice = system.lattice
+    if not _checks.is_concrete(lattice.spacing, system.potential):
+        return
+    spacing = float(lattice.spacing)
+    reach = int(math.ceil(_RANGE_MARGIN * float(system.potential.range) / spacing))
+    span = int(np.max(np.ptp(system.site_cells, axis=0))) + 1
+    needed = span + 2 * reach
+    if model.size < needed:
+        raise ValueError(
+            f"size={model.size} is too small: the interacting sites span {span} cells and the potential "
+            f"reaches {_RANGE_MARGIN:g} ranges = {reach} cells on each side, so the box needs size >= {needed}"
+        )
+    duration = float(t1)
+    if stop_z is not None and _checks.is_concrete(position, velocity, stop_z) and float(velocity[2]) > 0:
+        duration = min(duration, (float(stop_z) - float(position[2])) / float(velocity[2]))
+    travel = duration * model.sound_speed()
+    if travel > model.size * spacing:
+        warnings.warn(
+            f"sound crosses the periodic box and returns to the sites within the run ({duration:.3g} periods "
+            f"x speed {model.sound_speed():.3g} > box {model.size * spacing:.3g}); results differ from an "
+            f"infinite lattice. size >= {int(math.ceil(travel / spacing)) + 1} would be enough.",
+            stacklevel=3,
+        )
+
+
+def _check_step(model, solver, dt):
+    bound = _stability_limit(solver)
+    omega = model.highest_frequency()
+    if 2.0 * math.pi * omega * dt >= bound:
+        raise ValueError(
+            f"dt={dt:g} is too large for solver={solver!r}: the lattice's highest frequency is "
+            f"omega_max={omega:.4g}, and the method is stable only for 2 pi omega_max dt < {bound:.3g}, "
+            f"i.e. dt < {bound / (2.0 * math.pi * omega):.3g}"
+        )
+
+
+def simulate(
+    system,
+    position,
+    velocity,
+    t1,
+    *,
+    stop_z=None,
+    size=32,
+    dt=1e-3,
+    solver="rk",
+    n_save=200,
+    rtol=None,
+    atol=None,
+    progress=False,
+    save_sites=False,
+    dtype=jnp.float64,
+):
+    """Integrate the ion and the whole periodic lattice (framework initially at rest).
+
+    Args:
+        system: the :class:`~jaxion.System`.
+        position, velocity: ``(3,)`` initial ion state (vmappable).
+        t1: duration in periods (concrete).
+        stop_z: end the run when ``sigma_z >= stop_z`` (checked after each step).
+        size: ``L`` masses per lattice axis (``L`` for a chain, ``L^3`` for a cubic lattice).
+        dt: time step (periods); fixed unless ``rtol``/``atol`` are given (then the first step).
+        solver: one of ``SOLVERS``: "rk" (Tsit5), "dopri5", "dopri8", "verlet", "symplectic"
+            (Blanes-Moan order 4; recommended for large lattices at dt ~ 0.01-0.02 for the
+            paper's cubic lattice).
+        n_save: number of evenly spaced save times in ``[0, t1]`` (rounded onto the step grid for
+            fixed steps), plus the final state.
+        rtol, atol: adaptive step control (PID) for the Runge-Kutta solvers; both or neither.
+        progress: show diffrax's tqdm progress meter.
+        save_sites: also save the interacting sites' displacements ``(T, S, 3)``.
+        dtype: precision of the state and times, ``jnp.float64`` or ``jnp.float32`` (module docstring).
+
+    Returns:
+        :class:`~jaxion.simulation.Trajectory` with ``T = n_save`` saved times; ``ts`` is ``inf``
+        past an early stop. ``energy`` is the conserved total, so its spread is the drift.
+
+    Raises:
+        ValueError: bad arguments; ``dt`` beyond the solver's stability bound for the lattice's
+            highest frequency; a box too small for the interacting sites. Warns when sound has
+            time to cross the box and return.
+    """
+    model = FullLattice(system, size, dtype)
+    position = jnp.asarray(position, jnp.float64)
+    velocity = jnp.asarray(velocity, jnp.float64)
+    _checks.require_shape("position", position, (3,))
+    _checks.require_shape("velocity", velocity, (3,))
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if not _checks.is_concrete(t1, dt):
+        raise ValueError("t1 and dt must be concrete numbers (they fix the number of steps); vmap over the state")
+    _checks.require_positive("t1", t1)
+    _checks.require_positive("dt", dt)
+    if isinstance(n_save, bool) or not isinstance(n_save, (int, np.integer)) or n_save < 1:
+        raise ValueError(f"n_save must be a positive integer, got {n_save!r}")
+    adaptive = rtol is not None or atol is not None
+    if adaptive and (rtol is None or atol is None):
+        raise ValueError("give both rtol and atol for adaptive stepping, or neither for a fixed step dt")
+    if adaptive and solver not in _RUNGE_KUTTA:
+        raise ValueError(f"adaptive stepping (rtol/atol) needs a Runge-Kutta solver {tuple(_RUNGE_KUTTA)}, got {solver!r}")
+    t1, dt = float(t1), float(dt)
+    _check_box(model, t1, position, velocity, stop_z)
+    if not adaptive:
+        _check_step(model, solver, dt)
+
+    n_steps = max(1, int(math.ceil(t1 / dt * (1.0 - 1e-12))))
+    if adaptive:
+        controller, max_steps = diffrax.PIDController(rtol=rtol, atol=atol), max(16 * n_steps, 10_000)
+        save_times = jnp.linspace(0.0, t1, n_save, dtype=model.dtype)
+    else:
+        t1 = n_steps * dt
+        # A power of two: a bound only (no memory is reserved without reverse-mode AD), and runs
+        # of similar length then share one compiled solve.
+        controller, max_steps = diffrax.ConstantStepSize(), 1 << n_steps.bit_length()
+        save_times = jnp.asarray(np.round(np.linspace(0.0, n_steps, n_save)) * dt, model.dtype)
+
+    observe = _Observe(model, save_sites)
+    save = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=save_times, fn=observe), diffrax.SubSaveAt(t1=True, fn=observe)])
+    event = None
+    if stop_z is not None:
+        event = diffrax.Event(_Passed(jnp.asarray(stop_z, jnp.float64)))
+    method = _SYMPLECTIC[solver]() if solver in _SYMPLECTIC else _RUNGE_KUTTA[solver]()
+    solution = diffrax.diffeqsolve(
+        model.terms(solver),
+        method,
+        # diffrax promotes the state to the dtype of the times: float32 storage needs float32 times
+        jnp.asarray(0.0, model.dtype),
+        jnp.asarray(t1, model.dtype),
+        jnp.asarray(dt, model.dtype),
+        model.initial_state(position, velocity),
+        saveat=save,
+        stepsize_controller=controller,
+        event=event,
+        max_steps=max_steps,
+        progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
+    )
+    saved, final = solution.ys
+    return Trajectory(
+        ts=solution.ts[0],
+        position=saved["position"],
+        velocity=saved["velocity"],
+        energy=saved["energy"],
+        t_final=solution.ts[1][-1],
+        position_final=final["position"][-1],
+        velocity_final=final["velocity"][-1],
+        energy_final=final["energy"][-1],
+        site_displacement=saved.get("sites"),
+    )

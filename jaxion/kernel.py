@@ -1,0 +1,625 @@
+"""The harmonic lattice integrated out exactly: memory kernels and their convolution (``method="kernel"``).
+
+With the framework harmonic and initially at rest, and the ion touching only the sites ``S``,
+Eq. 4 (``rho'' = -4 pi^2 W rho + 4 pi^2 F / m`` with ``F = -grad_rho Phi``) is solved by the
+retarded Green's function, and the interacting sites obey exactly
+
+    rho_S(tau)  = integral_0^tau K(tau - s) F_S(s) ds,      F_S = -grad_rho_S Phi(rho_S, sigma)
+    rho_S'(tau) = integral_0^tau K'(tau - s) F_S(s) ds       (K(0) = 0)
+    K_ab(tau)   = (4 pi^2 / m) (1/N) sum_q cos(q.(n_a - n_b)) sum_u eta_u eta_u^T sin(2 pi omega_u tau) / (2 pi omega_u)
+
+(translation modes included: ``sin(2 pi omega tau) / (2 pi omega) -> tau``; ``K'(0) = 4 pi^2 / m``
+``delta_ab I``). The ion obeys Eq. 3, ``sigma'' = (4 pi^2 / mu) f``, ``f = -grad_sigma Phi(rho_S, sigma)``,
+fully non-linear in ``rho_S``. Nothing is linearised: the result equals the full simulation of
+the same lattice up to discretisation error, at a cost independent of ``L``.
+
+Kernel (:func:`memory_kernel`). ``K`` and ``K'`` are tabulated once on the time grid by the mode
+sum, per distinct site separation ``d = n_a - n_b`` (``K(d) = K(-d)``, a symmetric 3x3 block):
+
+* finite periodic ``L^dim`` lattice (``size=L``): the exact sum over the FFT grid of ``q``
+  (``brillouin.periodic_grid``), chunked over ``q``; ``sin``/``cos`` on the grid come from the
+  angle-addition formula over a coarse x fine split of the step index, so the work is one matrix
+  product per chunk;
+* infinite lattice (``size=None``): the same sum with the Gamma-centred pyramid rule
+  (``brillouin.pyramid_rule``) in place of ``1/N``. By Poisson summation a uniform grid of size
+  ``L`` is the kernel of the periodic lattice, i.e. the infinite kernel plus images that arrive at
+  ``tau ~ L / v_max`` (``v_max = 2 pi sqrt(kappa_max) ~ 31`` cells per period for k1 = 15, k2 = 5);
+  the Gauss rule has no images but must resolve the phase ``2 pi omega tau``: measured, the rule
+  ``(n_radial, 0.75 n_radial)`` is converged (1e-9 of ``K'(0)``) up to ``tau ~ n_radial / (8 omega_max)``.
+  Both routes cost ~ ``(v_max t1)^dim`` wave vectors, so a chain is converged to any ``t1`` in
+  milliseconds (default resolution chosen from ``t1``), while a 3D kernel converged to ``t1 = 30``
+  would need ~1e10 wave vectors: the default refuses it (``ValueError``), an explicit
+  ``resolution`` is accepted with a warning naming its horizon (check with :func:`kernel_horizon`).
+  Both rules are halved with ``K(q) = K(-q)``.
+
+Convolution quadrature. Every memory integral ``integral_0^{t_n} g(s) ds`` (for the sites
+``g = K(t_n - s) F(s)``, for the ion ``g = (t_n - s) f(s)``, for the velocities ``K'`` and ``1``)
+uses the same weights ``w_{n,m}``: trapezoid with Gregory end corrections of order ``order``
+(default 8, error ``O(dt^8)`` for smooth ``g``; steps ``order - 1 .. 2 order - 4`` use the rule closest
+to unit weights exact to the same degree). The first ``order - 1`` steps integrate the interpolant
+through all of them (implicit; solved by 8 fixed-point passes on the forces, each gaining a factor
+~ ``(2 pi omega_max dt)^2``): a low-order start would limit the global error to ``O(dt^4)``. Because ``K(0) = 0`` and ``(t_n - s) = 0`` at ``s = t_n``, positions at
+step ``n`` need the forces only up to ``n - 1``: the scheme is explicit, then the forces at ``n``
+give the velocities (``K'(0) != 0``) and the energy. The history sum splits into a Toeplitz part
+``sum_{m<n} K_{n-m} F_m`` plus end corrections. The Toeplitz part is computed by the doubling
+block scheme of Hairer, Lubich and Schlichte: within a block of ``block`` steps directly, and
+each time a block completes, the last ``s = block 2^j`` forces (``2^j`` the largest power of two
+dividing the block count) are convolved by FFT with ``K[0:2s]`` into the next ``s`` outputs, so
+the total cost is ``O(n log^2 n)`` instead of ``O(n^2)`` (``block=None`` is the direct sum).
+A sum-of-exponentials fit was not used: the finite-lattice kernel is a sum of ~``3 L^dim``
+undamped oscillations whose fit over ``t1`` needs about as many terms as the bandwidth-time
+product ``omega_max t1``, with no error control once recurrences start.
+
+The energy ``E = mu |sigma'|^2 / 8 pi^2 + Phi(rho_S, sigma) + W``, with ``W = integral F_S . rho_S'``
+the work done on the framework (its energy), is conserved to the quadrature's accuracy.
+
+Why a hand-written loop and not diffrax: the right-hand side at each step depends on the whole
+force history (a memory integral with a tabulated kernel), which diffrax's ODE state and step
+control do not express; the loop is a ``lax.scan`` (reverse-differentiable, vmappable, jit-able).
+The stop at ``stop_z`` freezes the state at the end of the first step with ``sigma_z >= stop_z``
+(as the full method's event does); later saves have ``ts = inf`` and the frozen state, and whole
+blocks after the stop are skipped (``lax.cond``; under ``vmap`` both branches run).
+"""
+
+import functools
+import math
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks
+from .brillouin import periodic_grid, pyramid_rule
+from .simulation import Trajectory
+
+FOUR_PI2 = 4.0 * math.pi**2
+
+
+# ----------------------------------------------------------------------------- quadrature weights
+
+
+def _gregory_corrections(n_corr):
+    """End corrections ``c_j`` (``j < n_corr``) of Gregory's rule: ``integral_0^N g ~ sum_m g(m) +
+    sum_j c_j (g(j) + g(N - j))`` exact for polynomials of degree ``< n_corr`` (Euler-Maclaurin)."""
+    from scipy.special import bernoulli
+
+    b = bernoulli(n_corr + 1)
+    rhs = np.array([-0.5 if d == 0 else (b[d + 1] / (d + 1) if d % 2 else 0.0) for d in range(n_corr)])
+    vandermonde = np.array([[float(j) ** d if (j or d) else 1.0 for j in range(n_corr)] for d in range(n_corr)])
+    return np.linalg.solve(vandermonde, rhs)
+
+
+def _startup_weights(n, degree):
+    """Weights ``w (n+1,)`` for ``integral_0^n`` on the points ``0..n``: exact to ``degree`` and closest
+    to the unit weights (Newton-Cotes when ``degree = n``)."""
+    if n == 0:
+        return np.zeros(1)
+    powers = np.arange(degree + 1)
+    a = (np.arange(n + 1) / n)[None, :] ** powers[:, None]  # (m / n)^p
+    target = n / (powers + 1.0)  # integral_0^n (x / n)^p dx
+    ones = np.ones(n + 1)
+    return ones + a.T @ np.linalg.solve(a @ a.T, target - a @ ones)
+
+
+def startup_weights(order):
+    """``W[n, m] = integral_0^n l_m(x) dx`` for the Lagrange basis ``l_m`` on the nodes ``0..k-1``
+    (``k = order - 1``), ``n < k``: the first ``k`` steps integrate the interpolant through all ``k``
+    points (degree ``k - 1``, like the Gregory rule), which makes them implicit (solved by iteration)."""
+    k = order - 1
+    nodes = np.arange(k, dtype=float)
+    weights = np.zeros((k, k))
+    for m in range(k):
+        basis = np.poly1d(np.poly(np.delete(nodes, m))) / np.prod(m - np.delete(nodes, m))
+        primitive = np.polyint(basis)
+        weights[:, m] = primitive(nodes) - primitive(0.0)
+    return weights
+
+
+def quadrature_tables(order):
+    """Convolution-quadrature weights ``w_{n,m} = 1 + lower[r, m] + upper[r, n - m]``, ``r = min(n, R)``.
+
+    ``lower`` covers ``m < k`` and ``upper`` covers ``n - m < k`` with ``m >= k`` (``k = order - 1``);
+    rows ``r < R = 2k - 1`` are the startup rules, row ``R`` the Gregory rule for all ``n >= R``.
+    ``diagonal[r] = w_{n,n}``.
+
+    Returns:
+        ``(lower (R+1, k), upper (R+1, k), diagonal (R+1,))`` NumPy arrays.
+    """
+    k = order - 1
+    rows = 2 * k - 1
+    lower, upper, diagonal = np.zeros((rows + 1, k)), np.zeros((rows + 1, k)), np.zeros(rows + 1)
+    for n in range(rows):
+        delta = _startup_weights(n, min(n, k - 1)) - 1.0
+        for m in range(n + 1):
+            if m < k:
+                lower[n, m] = delta[m]
+            else:
+                upper[n, n - m] = delta[m]
+        diagonal[n] = 1.0 + delta[n]
+    c = _gregory_corrections(k)
+    lower[rows], upper[rows], diagonal[rows] = c, c, 1.0 + c[0]
+    return lower, upper, diagonal
+
+
+# ----------------------------------------------------------------------------- memory kernel
+
+
+class MemoryKernel(eqx.Module):
+    """Tabulated site-block retarded Green's function and its derivative.
+
+    Attributes:
+        values: ``(T, 2, D, 3, 3)``: ``K(t_n; d)`` and ``K'(t_n; d)`` at ``t_n = n dt`` for the ``D``
+            distinct site separations ``d`` (``K(-d) = K(d)``).
+        pairs: static ``S x S`` tuple: index into ``D`` of the separation ``n_a - n_b``.
+        dt: static time step of the table.
+        size: static ``L`` of the periodic lattice, or ``None`` (infinite).
+    """
+
+    values: jax.Array
+    pairs: tuple = eqx.field(static=True)
+    dt: float = eqx.field(static=True)
+    size: int | None = eqx.field(static=True)
+
+    @property
+    def n_times(self):
+        return self.values.shape[0]
+
+    def blocks(self):
+        """``K`` and ``K'`` as full site blocks ``(T, 2, S, S, 3, 3)``."""
+        return self.values[:, :, np.array(self.pairs)]
+
+
+def _separations(cells):
+    """Distinct separations up to sign and the ``(S, S)`` index of each pair."""
+    cells = np.asarray(cells, dtype=int)
+    diff = (cells[:, None, :] - cells[None, :, :]).reshape(-1, cells.shape[1])
+    canon = np.array([max(tuple(d), tuple(-d)) for d in diff]).reshape(diff.shape)
+    unique, index = np.unique(canon, axis=0, return_inverse=True)
+    return unique, index.reshape(len(cells), len(cells))
+
+
+def mode_sum(lattice, separations, q, weights, dt, n_times, chunk=None):
+    """``K`` and ``K'`` on ``t_n = n dt`` (``n < n_times``) by the weighted mode sum over ``q``.
+
+    ``K(t; d) = (4 pi^2 / m) sum_p w_p cos(q_p.d) sum_u eta eta^T sin(2 pi omega t) / (2 pi omega)``,
+    ``K' = ... cos(2 pi omega t)``; zero modes give ``t`` and ``1``. The wave vectors are processed in
+    chunks of ``chunk`` by one compiled function (a host loop over chunks, outside any solve).
+
+    Args:
+        lattice: the framework; separations ``(D, dim)`` integer; ``q (P, dim)``, ``weights (P,)``.
+
+    Returns:
+        ``(n_times, 2, D, 3, 3)``.
+    """
+    separations = jnp.asarray(np.asarray(separations, dtype=float))
+    n_sep = separations.shape[0]
+    fine = max(1, int(math.ceil(math.sqrt(n_times))))
+    coarse = -(-n_times // fine)
+    if chunk is None:
+        chunk = max(64, int(2**23 // (3 * 4 * fine * coarse)))  # the (3 chunk, T) sine and cosine tables
+    chunk = min(chunk, len(q))
+    n_pad = -len(q) % chunk
+    q = np.concatenate([np.asarray(q, float), np.zeros((n_pad, q.shape[1]))])
+    weights = np.concatenate([np.asarray(weights, float), np.zeros(n_pad)])
+    total = jnp.zeros((coarse, fine, 2, n_sep * 9))
+    for first in range(0, len(q), chunk):
+        total = _add_modes(total, lattice, separations, q[first : first + chunk], weights[first : first + chunk], dt)
+    table = total.reshape(coarse * fine, 2, n_sep, 3, 3)[:n_times]
+    return FOUR_PI2 / lattice.mass * table
+
+
+@functools.partial(jax.jit, static_argnames=("dt",), donate_argnums=(0,))
+def _add_modes(total, lattice, separations, q, weights, dt):
+    """Add one chunk of wave vectors to the ``(coarse, fine, 2, D*9)`` table of ``K``, ``K'``
+    (times ``coarse_i * fine * dt + fine_j * dt``)."""
+    coarse, fine = total.shape[:2]
+    t_fine = jnp.arange(fine) * dt
+    t_coarse = jnp.arange(coarse) * (fine * dt)
+    omega, eta = lattice.modes(q)  # (c, 3), (c, 3, 3)
+    weight = weights[:, None] * jnp.cos(q @ separations.T)  # (c, D)
+    outer = jnp.einsum("cd,ciu,cju->cudij", weight, eta, eta).reshape(-1, total.shape[-1])
+    angular = 2.0 * jnp.pi * omega.reshape(-1)
+    moving = angular > 1e-7  # translation modes (omega = 0 exactly on a periodic grid)
+    kern = outer * jnp.where(moving, 1.0 / jnp.where(moving, angular, 1.0), 0.0)[:, None]
+    sc, cc = jnp.sin(angular[:, None] * t_coarse), jnp.cos(angular[:, None] * t_coarse)
+    sf, cf = jnp.sin(angular[:, None] * t_fine), jnp.cos(angular[:, None] * t_fine)
+    # sin(a (T + t)) = sin(aT) cos(at) + cos(aT) sin(at), cos(a (T + t)) = cos(aT) cos(at) - sin(aT) sin(at):
+    # (M, coarse * fine) tables from 2 (M, coarse) and 2 (M, fine) ones, then two products over the modes
+    outer_product = lambda a, b: (a[:, :, None] * b[:, None, :]).reshape(a.shape[0], -1)
+    sines = outer_product(sc, cf) + outer_product(cc, sf)
+    cosines = outer_product(cc, cf) - outer_product(sc, sf)
+    k_val = (sines.T @ kern).reshape(coarse, fine, -1)
+    k_der = (cosines.T @ outer).reshape(coarse, fine, -1)
+    still = jnp.sum(jnp.where(moving[:, None], 0.0, outer), axis=0)  # zero modes: sin(at)/a -> t
+    k_val = k_val + (t_coarse[:, None, None] + t_fine[None, :, None]) * still
+    return total + jnp.stack([k_val, k_der], axis=2)
+
+
+def _half_rule(q, weights, size):
+    """Use ``K(q) = K(-q)`` (real, inversion-symmetric ``D``): keep one of each pair ``q, -q`` with
+    twice the weight (self-conjugate points keep theirs)."""
+    if size is None:  # pyramid rule: -q lies in the opposite pyramid; keep the +axis pyramids
+        dominant = np.take_along_axis(q, np.argmax(np.abs(q), axis=1)[:, None], axis=1)[:, 0]
+        keep = dominant > 0
+        return q[keep], 2.0 * weights[keep]
+    cells = np.rint(q * size / (2.0 * np.pi)).astype(int) % size
+    shape = (size,) * q.shape[1]
+    index = np.ravel_multi_index(tuple(cells.T), shape)
+    partner = np.ravel_multi_index(tuple((-cells % size).T), shape)
+    keep = index <= partner
+    return q[keep], np.where(index[keep] == partner[keep], 1.0, 2.0) * weights[keep]
+
+
+# Measured (tests, module docstring): the pyramid rule (n_radial, n_face = 0.75 n_radial) gives the
+# infinite kernel to ~1e-9 of K'(0) up to tau ~ n_radial / (8 omega_max).
+_HORIZON_POINTS = 8.0
+# Largest automatic pyramid rule (points after the q -> -q halving) for a 3D infinite kernel.
+_MAX_AUTO_POINTS = 5_000_000
+
+
+def highest_frequency(lattice):
+    """``omega_max`` of the framework (on an 8^dim grid, which contains the zone boundary)."""
+    return float(np.max(np.asarray(lattice.frequencies(periodic_grid(8, lattice.dim)))))
+
+
+def kernel_horizon_estimate(lattice, resolution):
+    """Time (periods) up to which the pyramid rule ``resolution`` resolves the infinite kernel:
+    ``n_radial / (8 omega_max)`` (measured; confirm with :func:`kernel_horizon`)."""
+    return float(resolution[0]) / (_HORIZON_POINTS * highest_frequency(lattice))
+
+
+def brillouin_rule(lattice, size=None, resolution=None, t1=None):
+    """``(q, weights)`` of the kernel's mode sum: the periodic grid (weights ``1/N``) or, for
+    ``size=None``, the pyramid rule with ``resolution = (n_radial, n_face)``; by default chosen so
+    that its horizon ``n_radial / (8 omega_max)`` exceeds ``t1`` by 25 % (``ValueError`` when that
+    would be a 3D rule of more than 5e6 points: pass ``resolution`` and accept its horizon, or a
+    periodic ``size`` at least ``v_max t1`` cells wide)."""
+    if size is not None:
+        q = periodic_grid(int(size), lattice.dim)
+        return q, np.full(len(q), 1.0 / len(q))
+    if resolution is None:
+        n_radial = int(math.ceil(1.25 * _HORIZON_POINTS * highest_frequency(lattice) * float(t1))) + 16
+        n_face = int(math.ceil(0.75 * n_radial))
+        points = 3 * n_radial * n_face**2 if lattice.dim == 3 else n_radial
+        if points > _MAX_AUTO_POINTS:
+            raise ValueError(
+                f"an infinite-lattice kernel converged to t1={t1:g} needs a pyramid rule of about "
+                f"({n_radial}, {n_face}) = {points:.2g} wave vectors; pass resolution=(n_radial, n_face) "
+                "explicitly (converged up to tau ~ n_radial / (8 omega_max), see kernel_horizon) or use a "
+                "periodic size L (image-free up to tau ~ L / v_max)"
+            )
+        resolution = (n_radial, n_face)
+    elif float(t1) > kernel_horizon_estimate(lattice, resolution):
+        warnings.warn(
+            f"the pyramid rule {tuple(resolution)} resolves the infinite-lattice kernel only up to tau ~ "
+            f"{kernel_horizon_estimate(lattice, resolution):.3g} < t1 = {float(t1):g}; later kernel values "
+            "carry quadrature (aliasing) errors",
+            stacklevel=3,
+        )
+    n_radial, n_face = resolution
+    return pyramid_rule(lattice.dim, int(n_radial), int(n_face))
+
+
+_CACHE = {}
+_CACHE_SIZE = 8
+
+
+def _cache_key(lattice, cells, size, dt, n_times, resolution):
+    if not _checks.is_concrete(lattice):
+        return None
+    leaves = tuple(np.asarray(x).tobytes() for x in jax.tree_util.tree_leaves(lattice))
+    structure = jax.tree_util.tree_structure(lattice)
+    return (structure, leaves, np.asarray(cells).tobytes(), np.asarray(cells).shape, size, float(dt), n_times,
+            None if resolution is None else tuple(resolution))
+
+
+def memory_kernel(lattice, cells, dt, t1, size=None, resolution=None, chunk=None):
+    """Tabulate ``K`` and ``K'`` between the sites ``cells (S, dim)`` on ``t_n = n dt``, ``0 <= t_n <= t1``.
+
+    Args:
+        lattice: the framework.
+        cells: ``(S, dim)`` integer site cells (e.g. ``system.site_cells``).
+        dt, t1: time step and horizon (concrete).
+        size: ``L`` for a periodic ``L^dim`` lattice (exact mode sum), ``None`` for the infinite lattice.
+        resolution: ``(n_radial, n_face)`` of the infinite lattice's pyramid rule (default: converged
+            to ``t1``, see :func:`brillouin_rule`).
+        chunk: wave vectors per batch of the mode sum (memory ~ ``chunk sqrt(T) D``).
+
+    Returns:
+        :class:`MemoryKernel`; cached (up to 8) on the lattice's values, sites, size and time grid.
+    """
+    _checks.require_positive("dt", dt)
+    _checks.require_positive("t1", t1)
+    if size is not None and (isinstance(size, bool) or int(size) != size or size < 3):
+        raise ValueError(f"size must be an integer >= 3 (periodic lattice) or None (infinite), got {size!r}")
+    cells = np.asarray(cells, dtype=int)
+    _checks.require_shape("cells", cells, (None, lattice.dim))
+    if size is not None and len({tuple(c) for c in np.mod(cells, int(size))}) != len(cells):
+        raise ValueError(f"sites {cells.tolist()} fall on the same mass modulo size={size}: the box must be larger")
+    n_times = int(math.floor(float(t1) / float(dt) * (1.0 + 1e-12))) + 1
+    key = _cache_key(lattice, cells, size, dt, n_times, resolution)
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    separations, pairs = _separations(cells)
+    q, weights = _half_rule(*brillouin_rule(lattice, size, resolution, (n_times - 1) * float(dt)), size)
+    values = mode_sum(lattice, separations, q, weights, float(dt), n_times, chunk)
+    kernel = MemoryKernel(values=values, pairs=tuple(map(tuple, pairs.tolist())), dt=float(dt),
+                          size=None if size is None else int(size))
+    if key is not None:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = kernel
+    return kernel
+
+
+def kernel_horizon(lattice, cells, dt, t1, resolution, finer=None, tol=1e-8):
+    """Time up to which the infinite-lattice kernel at ``resolution`` agrees with a finer rule.
+
+    Compares ``K`` from ``resolution`` and ``finer`` (default: both orders doubled) and returns the
+    first tabulated time where the difference exceeds ``tol * max|K|`` (``t1`` if none), and the
+    maximum difference.
+    """
+    finer = finer if finer is not None else tuple(2 * r for r in resolution)
+    a = memory_kernel(lattice, cells, dt, t1, None, resolution).values[:, 0]
+    b = memory_kernel(lattice, cells, dt, t1, None, finer).values[:, 0]
+    diff = np.max(np.abs(np.asarray(a - b)).reshape(a.shape[0], -1), axis=1)
+    bad = np.nonzero(diff > tol * float(np.max(np.abs(np.asarray(b)))))[0]
+    return (bad[0] * dt if len(bad) else float(t1)), float(np.max(diff))
+
+
+# ----------------------------------------------------------------------------- integration
+
+
+def _levels(n_blocks, block):
+    """Per completed block ``j``: switch branch of the FFT square (0 = none, ``1 + log2(s/block)``)."""
+    branch = np.zeros(n_blocks, dtype=int)
+    for j in range(n_blocks):
+        p = j + 1
+        if p < n_blocks:  # outputs of the square start at the next block
+            branch[j] = 1 + ((p & -p).bit_length() - 1)
+    return branch
+
+
+def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3, n_save=200, kernel=None,
+             order=8, block=64, resolution=None, save_sites=False):
+    """Integrate the ion and its interacting sites with the lattice integrated out (module docstring).
+
+    Args:
+        system: the :class:`~jaxion.System`.
+        position, velocity: ``(3,)`` initial ion state (vmappable); the framework starts at rest.
+        t1: duration in periods (concrete).
+        stop_z: freeze the run at the end of the first step with ``sigma_z >= stop_z``.
+        size: ``L`` of the periodic lattice, or ``None`` for the infinite lattice.
+        dt: time step (periods); rounded so that ``t1`` is a whole number of steps.
+        n_save: number of evenly spaced save times in ``[0, t1]`` (on the step grid).
+        kernel: a precomputed :class:`MemoryKernel` for this system's sites and step (else built
+            and cached by :func:`memory_kernel`).
+        order: convolution-quadrature order (2..10; Gregory rule with ``order - 1`` end corrections).
+        block: steps per block of the fast history sum, or ``None`` for the direct ``O(n^2)`` sum.
+        resolution: ``(n_radial, n_face)`` of the infinite lattice's Brillouin-zone rule.
+        save_sites: also save the sites' displacements ``(T, S, 3)``.
+
+    Returns:
+        :class:`~jaxion.simulation.Trajectory`.
+    """
+    if not _checks.is_concrete(t1, dt):
+        raise ValueError("t1 and dt must be concrete numbers (they fix the number of steps); vmap over the state")
+    _checks.require_positive("t1", t1)
+    _checks.require_positive("dt", dt)
+    if isinstance(n_save, bool) or not isinstance(n_save, (int, np.integer)) or n_save < 1:
+        raise ValueError(f"n_save must be a positive integer, got {n_save!r}")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 2 <= order <= 10:
+        raise ValueError(f"order must be an integer in 2..10, got {order!r}")
+    if block is not None and (isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1):
+        raise ValueError(f"block must be a positive integer or None, got {block!r}")
+    position = jnp.asarray(position, jnp.float64)
+    velocity = jnp.asarray(velocity, jnp.float64)
+    _checks.require_shape("position", position, (3,))
+    _checks.require_shape("velocity", velocity, (3,))
+    n_steps = max(1, int(math.ceil(float(t1) / float(dt) * (1.0 - 1e-12))))
+    h = float(t1) / n_steps
+    if kernel is None:
+        kernel = memory_kernel(system.lattice, system.site_cells, h, n_steps * h, size, resolution)
+    else:
+        if not isinstance(kernel, MemoryKernel):
+            raise ValueError(f"kernel must be a MemoryKernel (jaxion.kernel.memory_kernel), got {type(kernel).__name__}")
+        if abs(kernel.dt - h) > 1e-12 * h or kernel.n_times < n_steps + 1:
+            raise ValueError(
+                f"kernel was tabulated with dt={kernel.dt} for {kernel.n_times} times; this run needs dt={h} "
+                f"for {n_steps + 1} times"
+            )
+        if len(kernel.pairs) != len(system.sites):
+            raise ValueError(f"kernel is for {len(kernel.pairs)} sites, the system has {len(system.sites)}")
+    block = n_steps + 1 if block is None else int(block)
+    n_blocks = -(-(n_steps + 1) // block)
+    total = n_blocks * block
+    table = kernel.values[: n_steps + 1]
+    table = jnp.concatenate([table, jnp.zeros((2 * total - table.shape[0],) + table.shape[1:])])
+    stop = jnp.asarray(jnp.inf if stop_z is None else stop_z, jnp.float64)
+    onehot = jnp.asarray(np.eye(table.shape[2])[np.array(kernel.pairs)])  # (S, S, D): pair -> separation
+    outputs = _integrate(system, position, velocity, stop, table, onehot, h, n_steps, order, block, n_blocks)
+    ts_all, sigma, sigma_dot, rho, energy, final = outputs
+    index = np.round(np.linspace(0.0, n_steps, n_save)).astype(int)
+    t_final, position_final, velocity_final, energy_final, rho_final = final
+    past = ts_all[index] > t_final
+    freeze = lambda saved, last: jnp.where(past.reshape((-1,) + (1,) * (saved.ndim - 1)), last, saved)
+    return Trajectory(
+        ts=jnp.where(past, jnp.inf, ts_all[index]),
+        position=freeze(sigma[index], position_final),
+        velocity=freeze(sigma_dot[index], velocity_final),
+        energy=freeze(energy[index], energy_final),
+        t_final=t_final,
+        position_final=position_final,
+        velocity_final=velocity_final,
+        energy_final=energy_final,
+        site_displacement=freeze(rho[index], rho_final) if save_sites else None,
+    )
+
+
+def _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum, iterations=8):
+    """States at steps ``0..k-1`` from the implicit startup rule (:func:`startup_weights`), by fixed-point
+    iteration on the forces (each pass gains a factor ~ ``(2 pi omega_max h)^2``).
+
+    The product ``K(t_n - s) F(s)`` is interpolated through nodes beyond ``t_n`` too, which uses ``K``
+    at negative lags: ``K(-t) = -K(t)``, ``K'(-t) = K'(t)``.
+    """
+    k = order - 1
+    weights = jnp.asarray(startup_weights(order))  # (n, m)
+    lag = np.arange(k)[:, None] - np.arange(k)[None, :]
+    sign = np.stack([np.sign(lag), np.ones_like(lag)], axis=-1)  # K odd, K' even
+    kern = table[np.abs(lag)] * jnp.asarray(sign, dtype=float)[:, :, :, None, None, None]  # (n, m, 2, D, 3, 3)
+    kern = kern * weights[:, :, None, None, None, None]
+    t = jnp.arange(k) * h
+    inverse_mass = system.inverse_mass
+
+    def positions(forces):
+        force_sites, force_ion = forces
+        rho = h * jax.vmap(site_sum, in_axes=(0, None))(kern, force_sites)  # (n, 2, S, 3)
+        ion = jnp.einsum("nm,nm,mx->nx", weights, lag * h, force_ion)
+        sigma = sigma0 + v0 * t[:, None] + FOUR_PI2 * inverse_mass * h * ion
+        return rho, sigma
+
+    def improve(forces, _):
+        rho, sigma = positions(forces)
+        return jax.vmap(forces_at)(rho[:, 0], sigma), None
+
+    guess = jax.vmap(forces_at)(jnp.zeros((k,) + onehot.shape[:1] + (3,)), sigma0 + v0 * t[:, None])
+    forces, _ = jax.lax.scan(improve, guess, None, length=iterations)
+    rho, sigma = positions(forces)
+    force_sites, force_ion = jax.vmap(forces_at)(rho[:, 0], sigma)
+    sigma_dot = v0 + FOUR_PI2 * inverse_mass * h * (weights @ force_ion)
+    rho_dot = rho[:, 1]
+    power = jnp.sum(force_sites * rho_dot, axis=(1, 2))
+    return dict(rho=rho[:, 0], sigma=sigma, sigma_dot=sigma_dot, rho_dot=rho_dot, work=h * (weights @ power))
+
+
+@functools.partial(jax.jit, static_argnames=("h", "n_steps", "order", "block", "n_blocks"))
+def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block, n_blocks):
+    """The explicit Volterra scheme of the module docstring; returns per-step arrays and the final state."""
+    n_sites = onehot.shape[0]
+    k = order - 1
+    rows = 2 * k - 1
+    lower, upper, diagonal = (jnp.asarray(a) for a in quadrature_tables(order))
+    total = n_blocks * block
+    inverse_mass = system.inverse_mass
+    lags = np.arange(block)
+
+    def site_sum(kern, forces):
+        """``sum_b K_ab F_b`` for ``kern (..., 2, D, 3, 3)``, ``forces (..., S, 3)`` -> ``(2, S, 3)``."""
+        return jnp.einsum("...cdxy,abd,...by->cax", kern, onehot, forces)
+
+    def forces_at(rho, sigma):
+        grad_rho, grad_sigma = jax.grad(system.interaction, argnums=(0, 1))(rho, sigma)
+        return -grad_rho, -grad_sigma
+
+    start = _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum)
+
+    def step(state, i, j):
+        n = j * block + i
+        r = jnp.minimum(n, rows)
+        dl, du, wd = lower[r], upper[r], diagonal[r]
+        # sites: history (m < n) for rho and rho'
+        near = site_sum(table[jnp.maximum(i - lags, 0)], state["buffer"])
+        low = site_sum(dl[:, None, None, None, None] * table[jnp.clip(n - jnp.arange(k), 0)], state["start_sites"])
+        up = site_sum(du[1:, None, None, None, None] * table[1:k], state["recent_sites"][: k - 1])
+        history = h * (near + state["far"][n] + low + up)
+        in_start = n < k
+        pick = lambda value, name: jnp.where(in_start, start[name][jnp.minimum(n, k - 1)], value)
+        rho = pick(history[0], "rho")
+        # ion: sigma_n = sigma0 + v0 t_n + (4 pi^2 / mu) h^2 sum_m w (n - m) f_m
+        weighted = state["P"] + jnp.einsum("j,j,jx->x", dl, n - jnp.arange(k), state["start_ion"])
+        weighted = weighted + jnp.einsum("j,j,jx->x", du[1:], jnp.arange(1, k), state["recent_ion"][: k - 1])
+        t = n * h
+        sigma = pick(sigma0 + v0 * t + FOUR_PI2 * inverse_mass * h**2 * weighted, "sigma")
+        force_sites, force_ion = forces_at(rho, sigma)
+        # velocities and framework work: sums over m <= n
+        v_sum = state["A"] + wd * force_ion + dl @ state["start_ion"] + du[1:] @ state["recent_ion"][: k - 1]
+        sigma_dot = pick(v0 + FOUR_PI2 * inverse_mass * h * v_sum, "sigma_dot")
+        rho_dot = pick(history[1] + h * wd * site_sum(table[0], force_sites)[1], "rho_dot")
+        power = jnp.sum(force_sites * rho_dot)
+        work = pick(h * (state["G"] + wd * power + dl @ state["start_power"] + du[1:] @ state["recent_power"][: k - 1]),
+                    "work")
+        energy = system.ion_kinetic_energy(sigma_dot) + system.interaction(rho, sigma) + work
+        first = (n < k) & (jnp.arange(k) == n)
+        crossed = (~state["stopped"]) & (sigma[2] >= stop) & (n <= n_steps)
+        final = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(crossed, new, old), (t, sigma, sigma_dot, energy, rho), state["final"]
+        )
+        new = dict(
+            state,
+            buffer=state["buffer"].at[i].set(force_sites),
+            A=state["A"] + force_ion,
+            G=state["G"] + power,
+            start_sites=jnp.where(first[:, None, None], force_sites, state["start_sites"]),
+            start_ion=jnp.where(first[:, None], force_ion, state["start_ion"]),
+            start_power=jnp.where(first, power, state["start_power"]),
+            recent_sites=jnp.concatenate([force_sites[None], state["recent_sites"][:-1]]),
+            recent_ion=jnp.concatenate([force_ion[None], state["recent_ion"][:-1]]),
+            recent_power=jnp.concatenate([power[None], state["recent_power"][:-1]]),
+            stopped=state["stopped"] | crossed,
+            final=final,
+        )
+        new["P"] = state["P"] + new["A"]  # P_{n+1} = sum_{m<=n} (n + 1 - m) f_m
+        return new, (t, sigma, sigma_dot, rho, energy)
+
+    def square(level):
+        """FFT convolution of the last ``s`` forces with ``K[0:2s]`` into the next ``s`` outputs."""
+        s = block * 2 ** (level - 1)
+
+        def run(state, p):
+            x = jax.lax.dynamic_slice_in_dim(state["history"], p - s, s)
+            xf = jnp.fft.rfft(x, n=2 * s, axis=0)
+            kf = jnp.fft.rfft(table[: 2 * s], axis=0)
+            y = jnp.fft.irfft(jnp.einsum("wcdxy,abd,wby->wcax", kf, onehot, xf), n=2 * s, axis=0)[s:]
+            far = jax.lax.dynamic_update_slice_in_dim(
+                state["far"], jax.lax.dynamic_slice_in_dim(state["far"], p, s) + y, p, axis=0)
+            return dict(state, far=far)
+
+        return run
+
+    branches = [lambda state, p: state] + [square(level) for level in range(1, int(np.log2(max(n_blocks, 1))) + 2)]
+
+    def run_block(state, xs):
+        j, branch = xs
+
+        def active(state):
+            local = dict(state, buffer=jnp.zeros((block, n_sites, 3)))
+            local, out = jax.lax.scan(lambda c, i: step(c, i, j), local, jnp.arange(block))
+            history = jax.lax.dynamic_update_slice_in_dim(local["history"], local["buffer"], j * block, axis=0)
+            local = dict(local, history=history)
+            local = jax.lax.switch(branch, branches, local, (j + 1) * block)
+            return local, out
+
+        def frozen(state):
+            t, sigma, sigma_dot, energy, rho = state["final"]
+            ts = (j * block + jnp.arange(block)) * h
+            rep = lambda x: jnp.broadcast_to(x, (block,) + x.shape)
+            return state, (ts, rep(sigma), rep(sigma_dot), rep(rho), rep(energy))
+
+        return jax.lax.cond(state["stopped"], frozen, active, state)
+
+    zeros3 = jnp.zeros(3)
+    state = dict(
+        history=jnp.zeros((total, n_sites, 3)),
+        far=jnp.zeros((2 * total, 2, n_sites, 3)),
+        buffer=jnp.zeros((block, n_sites, 3)),
+        A=zeros3,
+        P=zeros3,
+        G=jnp.zeros(()),
+        start_sites=jnp.zeros((k, n_sites, 3)),
+        start_ion=jnp.zeros((k, 3)),
+        start_power=jnp.zeros(k),
+        recent_sites=jnp.zeros((k, n_sites, 3)),
+        recent_ion=jnp.zeros((k, 3)),
+        recent_power=jnp.zeros(k),
+        stopped=jnp.asarray(False),
+        final=(jnp.asarray(0.0), sigma0, v0, jnp.asarray(0.0), jnp.zeros((n_sites, 3))),
+    )
+    xs = (jnp.arange(n_blocks), jnp.asarray(_levels(n_blocks, block)))
+    state, out = jax.lax.scan(run_block, state, xs)
+    ts, sigma, sigma_dot, rho, energy = (x.reshape((total,) + x.shape[2:]) for x in out)
+    end = (n_steps * h, sigma[n_steps], sigma_dot[n_steps], energy[n_steps], rho[n_steps])
+    final = jax.tree_util.tree_map(lambda a, b: jnp.where(state["stopped"], a, b), state["final"], end)
+    return ts, sigma, sigma_dot, rho, energy, final

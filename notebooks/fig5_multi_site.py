@@ -1,0 +1,42 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+# ---
+
+# %% [markdown]
+# # Fig. 5: four and eight interacting masses
+#
+# The ion crosses the centre of a cube face, (alpha/2, alpha/2, z), interacting with the four
+# masses of that face or the eight masses of the cell; Phi0 = 0.0025, otherwise as Fig. 4.
+# Eq. 23 with the Hessian summed over the sites (neglecting the phase between neighbouring
+# masses, which long waves do not see) predicts the low-speed loss. With `--quick`: the face
+# only, one width, 3 speeds, L = 10.
+
+# %%
+import argparse
+import json
+from pathlib import Path
+
+from jaxion import experiments, plotting
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--quick", action="store_true")
+parser.add_argument("--size", type=int, default=50, help="lattice side L")
+args, _ = parser.parse_known_args()
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+OUT = HERE / "results" / "fig5_multi_site" / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
+
+# %%
+data = experiments.fig5(size=args.size, quick=args.quick, out=OUT)
+
+# %%
+plotting.save(plotting.fig5(data), OUT / "fig5.png")
+agreement = {theory: experiments.agreement(data, theory) for theory in ("eq13", "eq23")}
+(OUT / "agreement.json").write_text(json.dumps(agreement, indent=1))
+for theory, result in agreement.items():
+    print(f"simulation vs {theory}: max relative deviation {result['max_relative_deviation']:.2e} "
+          f"over {result['points']} points")
