@@ -40,8 +40,8 @@ from jaxion.lattice import SimpleCubic  # noqa: E402
 from jaxion.potentials import Gaussian  # noqa: E402
 from jaxion.system import System  # noqa: E402
 
-SOLVER_DT = {"rk": 1e-3, "verlet": 5e-3, "symplectic": 2e-2}
-STATE_TRANSFERS = {"rk": 41 * 2, "verlet": 4, "symplectic": 6 * 4}  # in units of N b, see docstring
+SOLVER_DT = {"tsit5": 1e-3, "verlet": 5e-3, "symplectic": 2e-2}
+STATE_TRANSFERS = {"tsit5": 41 * 2, "verlet": 4, "symplectic": 6 * 4}  # in units of N b, see docstring
 
 
 def triad_bandwidth(n, iterations):

@@ -17,33 +17,45 @@ from .dissipation import (  # noqa: E402
     recoil_matrix,
 )
 from .elastic import ElasticContinuum, cubic_voigt  # noqa: E402
+from .fitting import FitResult, fit, fit_multistart, sample_starts  # noqa: E402
+from .full import FullLattice  # noqa: E402
 from .lattice import Chain, Lattice, SimpleCubic  # noqa: E402
+from .local import LocalDynamics  # noqa: E402
 from .materials import MaterialInfo, load_materials, material_info  # noqa: E402
 from .potentials import AbstractPairPotential, Gaussian, PairFunction, PairSum, Yukawa  # noqa: E402
 from .screening import DragRanking, drag_measure, friction_tensor, rank_by_drag  # noqa: E402
 from .simulation import SinglePass, Trajectory, simulate, single_pass  # noqa: E402
+from .solvers import BlanesMoan, SymplecticComposition, VelocityVerlet  # noqa: E402
 from .system import System  # noqa: E402
 from .units import UnitSystem, spring_lattice_recoil  # noqa: E402
 
 __all__ = [
     "AbstractPairPotential",
+    "BlanesMoan",
     "Chain",
     "DragRanking",
     "ElasticContinuum",
+    "FitResult",
+    "FullLattice",
     "Gaussian",
     "Lattice",
+    "LocalDynamics",
     "MaterialInfo",
     "PairFunction",
     "PairSum",
     "SimpleCubic",
     "SinglePass",
+    "SymplecticComposition",
     "System",
     "Trajectory",
     "UnitSystem",
+    "VelocityVerlet",
     "Yukawa",
     "cubic_voigt",
     "drag_measure",
     "drag_tensor",
+    "fit",
+    "fit_multistart",
     "friction_tensor",
     "load_materials",
     "loss_chain_closed_form",
@@ -52,6 +64,7 @@ __all__ = [
     "material_info",
     "rank_by_drag",
     "recoil_matrix",
+    "sample_starts",
     "simulate",
     "single_pass",
     "spring_lattice_recoil",

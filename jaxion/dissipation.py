@@ -180,7 +180,12 @@ def _loss_perturbative(system, speeds, start, rule, options):
 
     if speeds.shape[0] <= batch_size:
         return jax.vmap(one_speed)(speeds)
-    return jax.lax.map(one_speed, speeds, batch_size=batch_size)
+    # Whole batches only: pad with the last speed (lax.map's own remainder handling has been seen
+    # to hang XLA:CPU on repeated calls), evaluate batch by batch, drop the padding.
+    count = speeds.shape[0]
+    padded = jnp.concatenate([speeds, jnp.broadcast_to(speeds[-1], (-count % batch_size,))])
+    batched = jax.lax.map(jax.vmap(one_speed), padded.reshape(-1, batch_size))
+    return batched.reshape(-1)[:count]
 
 
 def loss_chain_closed_form(chain, potential, speed, s):

@@ -145,28 +145,36 @@ def objective(build, model, target, positive=None, residual="log", scale=None, i
     return f, (lambda p: _to_unconstrained(p, mask)), (lambda u: _to_natural(u, mask))
 
 
-def _optimizer(name, learning_rate):
+def _optimizer(name, learning_rate, max_step):
+    """optax transformation; every step is at most ``max_step`` long in the unconstrained variables
+    (for L-BFGS the search direction is clipped and the line search may not lengthen it), so a
+    fit never jumps to absurd parameters (e.g. a spring scaled by e^50) where models break down."""
     if name == "lbfgs":
-        return optax.lbfgs(learning_rate=learning_rate)
+        scaling = optax.scale(-1.0) if learning_rate is None else optax.scale_by_learning_rate(learning_rate)
+        search = optax.scale_by_zoom_linesearch(max_linesearch_steps=20, max_learning_rate=1.0)
+        return optax.chain(optax.scale_by_lbfgs(), optax.clip_by_global_norm(max_step), scaling, search)
     if name == "adam":
-        return optax.adam(1e-2 if learning_rate is None else learning_rate)
+        return optax.chain(optax.adam(1e-2 if learning_rate is None else learning_rate),
+                           optax.clip_by_global_norm(max_step))
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-def _check_options(optimizer, max_steps, gtol, ftol, atol):
+def _check_options(optimizer, max_steps, gtol, ftol, atol, max_step):
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     for name, value in (("gtol", gtol), ("ftol", ftol), ("atol", atol)):
         _checks.require_positive(name, value, allow_zero=True)
+    _checks.require_positive("max_step", max_step)
 
 
-def _runner(build, model, target, init, positive, residual, scale, optimizer, learning_rate, max_steps, gtol, ftol, atol):
+def _runner(build, model, target, init, positive, residual, scale, optimizer, learning_rate, max_steps, gtol, ftol, atol,
+            max_step):
     """``run(u0) -> (u, loss, history, n_steps, converged)`` plus the parameter maps."""
-    _check_options(optimizer, max_steps, gtol, ftol, atol)
+    _check_options(optimizer, max_steps, gtol, ftol, atol, max_step)
     f, to_u, to_p = objective(build, model, target, positive, residual, scale, init)
-    transform = _optimizer(optimizer, learning_rate)
+    transform = _optimizer(optimizer, learning_rate, max_step)
     value_and_grad = optax.value_and_grad_from_state(f) if optimizer == "lbfgs" else jax.value_and_grad(f)
 
     def run(u0):
@@ -199,7 +207,7 @@ def _runner(build, model, target, init, positive, residual, scale, optimizer, le
 
 
 def fit(build, model, target, init, *, positive=None, residual="log", scale=None, optimizer="lbfgs",
-        learning_rate=None, max_steps=200, gtol=1e-10, ftol=1e-12, atol=0.0):
+        learning_rate=None, max_steps=200, gtol=1e-10, ftol=1e-12, atol=0.0, max_step=1.0):
     """Least-squares fit of parameters to observations (module docstring).
 
     Example (recover springs from an Eq.-13 loss curve)::
@@ -219,7 +227,8 @@ def fit(build, model, target, init, *, positive=None, residual="log", scale=None
             ``(prediction, target) -> residuals``.
         scale: scale of the absolute residuals (number or array broadcast with the target).
         optimizer: ``"lbfgs"`` (optax L-BFGS with a zoom line search; default) or ``"adam"``.
-        learning_rate: Adam's step (default 1e-2) or L-BFGS's fixed scale (default: line search).
+        learning_rate: Adam's step (default 1e-2), or L-BFGS's initial step scale before its line
+            search (default 1).
         max_steps: iteration limit.
         gtol, ftol, atol: stop when the gradient norm (in the unconstrained variables) is at most
             ``gtol``, the objective changed by at most ``ftol`` relative between iterations, or
@@ -229,20 +238,23 @@ def fit(build, model, target, init, *, positive=None, residual="log", scale=None
         :class:`FitResult`.
     """
     run, to_u, to_p = _runner(build, model, target, init, positive, residual, scale, optimizer, learning_rate,
-                              max_steps, gtol, ftol, atol)
+                              max_steps, gtol, ftol, atol, max_step)
     u, loss, history, k, converged = jax.jit(run)(to_u(init))
     return FitResult(to_p(u), loss, history, k, converged, jnp.asarray(0), loss[None])
 
 
 def fit_multistart(build, model, target, starts, *, positive=None, residual="log", scale=None, optimizer="lbfgs",
-                   learning_rate=None, max_steps=200, gtol=1e-10, ftol=1e-12, atol=0.0, vectorize=True):
+                   learning_rate=None, max_steps=200, gtol=1e-10, ftol=1e-12, atol=0.0, max_step=1.0,
+                   vectorize=False):
     """:func:`fit` from several starts; returns the start with the lowest final objective.
 
     Args:
         starts: the initial parameters stacked along a leading axis of size ``K`` on every leaf
             (e.g. from :func:`sample_starts`).
-        vectorize: run the ``K`` fits as one ``jax.vmap``-ed loop (the loop runs until every
-            start has stopped); ``False`` runs them one after another (one compilation either way).
+        vectorize: run the ``K`` fits as one ``jax.vmap``-ed loop (it runs until every start has
+            stopped, and under ``vmap`` the line search's branches all execute: worth it for cheap
+            models on parallel hardware); default ``False`` runs them one after another with one
+            compiled loop.
         other arguments: as :func:`fit`.
 
     Returns:
@@ -254,7 +266,7 @@ def fit_multistart(build, model, target, starts, *, positive=None, residual="log
         raise ValueError("starts must have the same leading (start) axis on every leaf")
     first = jax.tree_util.tree_map(lambda x: x[0], starts)
     run, to_u, to_p = _runner(build, model, target, first, positive, residual, scale, optimizer, learning_rate,
-                              max_steps, gtol, ftol, atol)
+                              max_steps, gtol, ftol, atol, max_step)
     n_starts = sizes.pop()
     u0 = _stack([to_u(_take(starts, i)) for i in range(n_starts)])
     if vectorize:

@@ -20,7 +20,7 @@ displaced positions; site cells map into the box modulo ``L``. Conserved:
 
     E = sum_i mu_i sigma_i'^2 / 8 pi^2 + m |rho'|^2 / 8 pi^2 + m rho^T W rho / 2 + Phi.
 
-Solvers (``solver=``): ``"rk"`` (Tsit5, 5th order, fixed ``dt`` or adaptive with ``rtol``/``atol``),
+Solvers (``solver=``): ``"tsit5"`` (5th order, fixed ``dt`` or adaptive with ``rtol``/``atol``),
 ``"dopri5"``, ``"dopri8"``, ``"verlet"`` (velocity Verlet, order 2, one force per step) and
 ``"symplectic"`` (Blanes-Moan order 4, six forces per step; the recommended solver for large
 lattices, see ``jaxion.solvers``).
@@ -50,7 +50,7 @@ from .system import System
 
 FOUR_PI2 = 4.0 * math.pi**2
 
-_RUNGE_KUTTA = {"rk": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
+_RUNGE_KUTTA = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
 _SYMPLECTIC = {"verlet": VelocityVerlet, "symplectic": BlanesMoan}
 SOLVERS = tuple(_RUNGE_KUTTA) + tuple(_SYMPLECTIC)
 
@@ -109,9 +109,12 @@ class FullLattice(eqx.Module):
     def spring_force(self, rho, scale=1.0):
         """``-scale * m W rho`` (the harmonic force, minus the gradient of ``rho^T V rho / 2``).
 
-        The box is wrapped once into a halo (``jnp.pad(mode="wrap")``) and every neighbour
-        ``rho_{n+-b}`` is a static slice of it, so the whole stencil fuses into loops over
-        contiguous memory (rolls inside the fusion cost ~15x more on CPU).
+        The box is wrapped once into a halo (``jnp.pad(mode="wrap")``) and flattened; in the flat
+        padded array every neighbour ``rho_{n+-b}`` of an interior site is a contiguous 1-D shift
+        by ``s_b = sum_d b_d P^(dim-1-d)`` (``P`` the padded side), so the whole stencil is one
+        fusion of unit-stride loops. On CPU this is 2.4x faster than static 3-D slices of the
+        halo and ~8x faster than ``jnp.roll``; the edge of the flat range only touches halo
+        sites, which are cropped away.
 
         Args:
             rho: ``(3, L, ...)`` displacements (component-major).
@@ -121,28 +124,34 @@ class FullLattice(eqx.Module):
             ``(3, L, ...)``, same dtype as ``rho``.
         """
         lattice = self.system.lattice
+        dim = lattice.dim
         cast = lambda x: (scale * x).astype(rho.dtype)
         k_long, k_trans, kappa = cast(lattice.k_long), cast(lattice.k_trans), cast(lattice.confinement)
         width = max(abs(c) for offset in lattice.offsets for c in offset)
-        halo = jnp.pad(rho, ((0, 0),) + ((width, width),) * lattice.dim, mode="wrap")
+        side = self.size + 2 * width
+        halo = jnp.pad(rho, ((0, 0),) + ((width, width),) * dim, mode="wrap").reshape(3, -1)
+        shifts = [sum(c * side ** (dim - 1 - d) for d, c in enumerate(offset)) for offset in lattice.offsets]
+        reach = max(abs(shift) for shift in shifts)
+        length = halo.shape[1] - 2 * reach
 
-        def neighbour(i, offset):
-            """``rho_{n + offset}``, component ``i``."""
-            return halo[(i,) + tuple(slice(width + c, width + c + self.size) for c in offset)]
+        def neighbour(i, shift):
+            """Component ``i`` of ``rho_{n + shift}`` over the flat range ``[reach, n - reach)``."""
+            return halo[i, reach + shift : reach + shift + length]
 
-        force = [-kappa[i] * rho[i] for i in range(3)]
-        for index, (offset, direction) in enumerate(zip(lattice.offsets, lattice.directions)):
-            backward = tuple(-c for c in offset)
+        force = [-kappa[i] * neighbour(i, 0) for i in range(3)]
+        for index, (shift, direction) in enumerate(zip(shifts, lattice.directions)):
             needed = range(3) if self.transverse else [i for i, u in enumerate(direction) if u != 0.0]
             # lap_b = 2 rho_n - rho_{n+b} - rho_{n-b}; the force is -Phi_b lap_b.
-            lap = {i: 2.0 * rho[i] - neighbour(i, offset) - neighbour(i, backward) for i in needed}
+            lap = {i: 2.0 * neighbour(i, 0) - neighbour(i, shift) - neighbour(i, -shift) for i in needed}
             along = sum(u * lap[i] for i, u in enumerate(direction) if u != 0.0)
             for i, u in enumerate(direction):
                 if u != 0.0:
                     force[i] = force[i] - k_long[index] * (u * along)
                 if self.transverse:
                     force[i] = force[i] - k_trans[index] * (lap[i] - u * along if u != 0.0 else lap[i])
-        return jnp.stack(force)
+        flat = jnp.pad(jnp.stack(force), ((0, 0), (reach, reach)))
+        interior = (slice(None),) + (slice(width, width + self.size),) * dim
+        return flat.reshape((3,) + (side,) * dim)[interior]
 
     def acceleration(self, q):
         """``(rho'', sigma'')`` for positions ``q = (rho, sigma)`` (Eqs. 3-4)."""
@@ -271,10 +280,10 @@ def _stability_limit(solver):
 
 def _check_box(model, t1, position, velocity, stop_z):
     """ValueError when the interacting region does not fit in the box; warning when sound can
-    cross the box and come back to the sites within the run."""
+    cross the box and come back to the sites within the run. Skipped for traced parameters."""
     system = model.system
     lattice = system.lattice
-    if not _checks.is_concrete(lattice.spacing, system.potential):
+    if not _checks.is_concrete(system):
         return
     spacing = float(lattice.spacing)
     reach = int(math.ceil(_RANGE_MARGIN * float(system.potential.range) / spacing))
@@ -299,6 +308,9 @@ def _check_box(model, t1, position, velocity, stop_z):
 
 
 def _check_step(model, solver, dt):
+    """ValueError when ``dt`` exceeds the solver's stability bound. Skipped for traced parameters."""
+    if not _checks.is_concrete(model.system):
+        return
     bound = _stability_limit(solver)
     omega = model.highest_frequency()
     if 2.0 * math.pi * omega * dt >= bound:
@@ -318,7 +330,7 @@ def simulate(
     stop_z=None,
     size=32,
     dt=1e-3,
-    solver="rk",
+    solver="tsit5",
     n_save=200,
     rtol=None,
     atol=None,
@@ -335,7 +347,7 @@ def simulate(
         stop_z: end the run when ``sigma_z >= stop_z`` (checked after each step).
         size: ``L`` masses per lattice axis (``L`` for a chain, ``L^3`` for a cubic lattice).
         dt: time step (periods); fixed unless ``rtol``/``atol`` are given (then the first step).
-        solver: one of ``SOLVERS``: "rk" (Tsit5), "dopri5", "dopri8", "verlet", "symplectic"
+        solver: one of ``SOLVERS``: "tsit5", "dopri5", "dopri8", "verlet", "symplectic"
             (Blanes-Moan order 4; recommended for large lattices at dt ~ 0.01-0.02 for the
             paper's cubic lattice).
         n_save: number of evenly spaced save times in ``[0, t1]`` (rounded onto the step grid for

@@ -122,7 +122,8 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
     slowest = float(np.min(np.asarray(speed))) if _checks.is_concrete(speed) else None
     if slowest is None:
         raise ValueError("single_pass needs concrete speeds to size the run; vmap over it with jax.vmap on simulate")
-    t1 = slowdown * float(stop_z - position[2]) / slowest
+    # the duration only sizes the run: no derivative flows through it (width, spacing may be traced)
+    t1 = slowdown * float(jax.lax.stop_gradient(stop_z - position[2])) / slowest
     module = _method_module(method)
 
     def run(v0):

@@ -26,12 +26,14 @@ from jaxion import experiments, plotting
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")
 parser.add_argument("--size", type=int, default=50, help="lattice side L")
+parser.add_argument("--speeds", type=int, default=16, help="simulated speeds per curve, log-spaced from 1 to 80 (the paper: 50)")
 args, _ = parser.parse_known_args()
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 OUT = HERE / "results" / "fig5_multi_site" / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
 
 # %%
-data = experiments.fig5(size=args.size, quick=args.quick, out=OUT)
+speeds = None if args.quick else experiments.paper_speeds(1.0, 80.0, args.speeds)
+data = experiments.fig5(size=args.size, speeds=speeds, quick=args.quick, out=OUT)
 
 # %%
 plotting.save(plotting.fig5(data), OUT / "fig5.png")

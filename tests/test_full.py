@@ -106,7 +106,7 @@ def test_energy_conserved_runge_kutta_and_bounded_symplectic():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the pass is 0.7 periods, sound returns at 0.26
         # 15 save times land on both step grids (every 50 and every 5 steps)
-        rk = full.simulate(system, start, v0, 0.7, size=8, dt=1e-3, solver="rk", n_save=15)
+        rk = full.simulate(system, start, v0, 0.7, size=8, dt=1e-3, solver="tsit5", n_save=15)
         single = full.simulate(system, start, v0, 0.7, size=8, dt=1e-2, solver="symplectic", n_save=15, dtype=jnp.float32)
     relative = np.ptp(np.asarray(rk.energy)) / float(rk.energy[0])
     assert relative < 1e-8, relative
@@ -158,7 +158,7 @@ def test_chain_loss_matches_closed_form():
     chain = Chain(k_par=99 / 4, k_perp=99 / 4, kappa_par=1.0, kappa_perp=1.0)
     system = System(chain, Gaussian(0.01, 1.0), mass=PIN_XY)
     speeds = jnp.array([10.0, 20.0, 40.0])
-    result = quiet_single_pass(system, speeds, start=(0.0, 1.0), size=128, dt=2e-3, solver="rk")
+    result = quiet_single_pass(system, speeds, start=(0.0, 1.0), size=128, dt=2e-3, solver="tsit5")
     expected = loss_chain_closed_form(chain, system.potential, speeds, 1.0)
     np.testing.assert_allclose(result.loss, expected, rtol=1e-2)
 
@@ -233,8 +233,8 @@ def test_guard_rails():
     # omega_max = sqrt(80) = 8.94: Verlet needs dt < 2 / (2 pi 8.94) = 0.0356, Tsit5 dt < 0.48 / 56.2
     with pytest.raises(ValueError, match="2 pi omega_max dt < 2"):
         full.simulate(system, x0, v0, 0.1, size=8, dt=0.04, solver="verlet")
-    with pytest.raises(ValueError, match="too large for solver='rk'"):
-        full.simulate(system, x0, v0, 0.1, size=8, dt=0.01, solver="rk")
+    with pytest.raises(ValueError, match="too large for solver='tsit5'"):
+        full.simulate(system, x0, v0, 0.1, size=8, dt=0.01, solver="tsit5")
     wide = System(SimpleCubic(), Gaussian(0.01, 2.0), mass=PIN_XY)  # reaches 3 cells each side
     with pytest.raises(ValueError, match="size >= 7"):
         full.simulate(wide, x0, v0, 0.1, size=6)
