@@ -19,6 +19,7 @@ from .dissipation import (  # noqa: E402
 from .elastic import ElasticContinuum, cubic_voigt  # noqa: E402
 from .fitting import FitResult, fit, fit_multistart, sample_starts  # noqa: E402
 from .full import FullLattice  # noqa: E402
+from .kernel import AbsorbingBoundary, MemoryKernel, memory_kernel  # noqa: E402
 from .lattice import Chain, Lattice, SimpleCubic  # noqa: E402
 from .local import LocalDynamics  # noqa: E402
 from .materials import MaterialInfo, load_materials, material_info  # noqa: E402
@@ -39,6 +40,8 @@ __all__ = [
     "FullLattice",
     "Gaussian",
     "Lattice",
+    "MemoryKernel",
+    "AbsorbingBoundary",
     "LocalDynamics",
     "MaterialInfo",
     "PairFunction",
@@ -62,6 +65,7 @@ __all__ = [
     "loss_low_speed",
     "loss_perturbative",
     "material_info",
+    "memory_kernel",
     "rank_by_drag",
     "recoil_matrix",
     "sample_starts",

@@ -46,3 +46,20 @@ def require_shape(name, value, shape):
     if len(actual) != len(shape) or any(s is not None and s != a for s, a in zip(shape, actual)):
         expected = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
         raise ValueError(f"{name} must have shape {expected}, got {actual}")
+
+
+def require_integer(name, value, low=None, high=None):
+    """Raise ``ValueError`` unless ``value`` is an integer (not a bool) within ``[low, high]``."""
+    is_integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if not is_integer or (low is not None and value < low) or (high is not None and value > high):
+        bounds = f" in [{low}, {'inf' if high is None else high}]" if low is not None or high is not None else ""
+        raise ValueError(f"{name} must be an integer{bounds}, got {value!r}")
+
+
+def require_run_length(t1, dt):
+    """Raise ``ValueError`` unless ``t1`` and ``dt`` are concrete positive numbers (they fix the
+    number of steps of a solve, so they cannot be traced; vmap over the state instead)."""
+    if not is_concrete(t1, dt):
+        raise ValueError("t1 and dt must be concrete numbers (they fix the number of steps); vmap over the state")
+    require_positive("t1", t1)
+    require_positive("dt", dt)

@@ -373,12 +373,8 @@ def simulate(
     _checks.require_shape("velocity", velocity, (3,))
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if not _checks.is_concrete(t1, dt):
-        raise ValueError("t1 and dt must be concrete numbers (they fix the number of steps); vmap over the state")
-    _checks.require_positive("t1", t1)
-    _checks.require_positive("dt", dt)
-    if isinstance(n_save, bool) or not isinstance(n_save, (int, np.integer)) or n_save < 1:
-        raise ValueError(f"n_save must be a positive integer, got {n_save!r}")
+    _checks.require_run_length(t1, dt)
+    _checks.require_integer("n_save", n_save, low=1)
     adaptive = rtol is not None or atol is not None
     if adaptive and (rtol is None or atol is None):
         raise ValueError("give both rtol and atol for adaptive stepping, or neither for a fixed step dt")

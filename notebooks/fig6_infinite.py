@@ -18,11 +18,11 @@
 # (``jaxion.kernel.AbsorbingBoundary``): exact until echoes return from the layer, then in error
 # by the layer's residual reflection, estimated here by a second box/layer.
 #
-# Compared: the time-local method (``method="local"``), exact finite-L kernels (L = 32, 48 and the
+# Compared: the time-local method (``method="local"``), exact finite-L kernels (L = 32, 48, 64 and the
 # paper's L = 100; each built only if its extrapolated construction time is under 5 minutes) and the
 # full L = 100 run of ``fig6_trapped.py`` when its results exist.
 #
-#     python notebooks/fig6_infinite.py            # tau = 30 (a few minutes on 2 cores)
+#     python notebooks/fig6_infinite.py            # tau = 30 (~12 minutes on 2 cores)
 #     python notebooks/fig6_infinite.py --quick    # tau = 2, small boxes (< 40 s)
 #
 # Writes ``kernel_infinite.npz`` (and ``kernel_infinite_check.npz``, ``kernel_L100.npz``,
@@ -56,10 +56,10 @@ TAU = 2.0 if QUICK else 30.0
 DT = 5e-3
 N_SAVE = int(round(TAU / DT)) + 1
 L_FINITE = 12 if QUICK else 100  # the paper's full run
-FINITE_SIZES = (L_FINITE,) if QUICK else (32, 48, L_FINITE)
+FINITE_SIZES = (L_FINITE,) if QUICK else (32, 48, 64, L_FINITE)
 # production boundary and a different one for the error estimate (the two differ only by echoes)
 BOUNDARY = kernel.AbsorbingBoundary(box=20, layer=5) if QUICK else kernel.AbsorbingBoundary()
-CHECK = kernel.AbsorbingBoundary(box=16, layer=3) if QUICK else kernel.AbsorbingBoundary(box=32, layer=10)
+CHECK = kernel.AbsorbingBoundary(box=16, layer=3) if QUICK else kernel.AbsorbingBoundary(box=48, layer=18)
 OUT = Path(__file__).resolve().parent / "results" / ("fig6_quick" if QUICK else "fig6")
 OUT.mkdir(parents=True, exist_ok=True)
 
@@ -154,7 +154,8 @@ def run(name, **options):
 runs = {
     "kernel_infinite": run("kernel_infinite", method="kernel", dt=DT, kernel=k_inf),
     "kernel_infinite_check": run("kernel_infinite_check", method="kernel", dt=DT, kernel=k_chk),
-    "local_infinite": run("local_infinite", method="local", rtol=1e-8 if QUICK else 1e-10, atol=1e-10 if QUICK else 1e-12),
+    "local_infinite": run("local_infinite", method="local", rtol=1e-8 if QUICK else 1e-10,
+                          atol=1e-10 if QUICK else 1e-12),
 }
 for size, k_fin in finite.items():
     runs[f"kernel_L{size}"] = run(f"kernel_L{size}", method="kernel", dt=DT, kernel=k_fin)
@@ -177,8 +178,10 @@ summary = dict(
     tau=TAU, dt=DT, boundary=describe(BOUNDARY), check=describe(CHECK), kernel_seconds=seconds_inf,
     check_kernel_seconds=seconds_chk, kernel_peak=peak, kernel_difference_max=float(difference.max()),
     kernel_difference_tail=float(difference[len(difference) // 2:].max()), exact_until=exact_until,
-    reflection_bands=reflection_bands, finite_kernel_estimate_seconds=estimates, trajectory_difference_z=trajectory_error,
-    runs={name: stats | {"wall_seconds": float(runs[name].get("wall_seconds", np.nan))} for name, stats in table.items()},
+    reflection_bands=reflection_bands, finite_kernel_estimate_seconds=estimates,
+    trajectory_difference_z=trajectory_error,
+    runs={name: stats | {"wall_seconds": float(runs[name].get("wall_seconds", np.nan))}
+          for name, stats in table.items()},
 )
 (OUT / "fig6_infinite.json").write_text(json.dumps(summary, indent=1))
 

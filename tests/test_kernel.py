@@ -335,3 +335,15 @@ def test_bad_input():
     kernel = jk.memory_kernel(system.lattice, system.site_cells, 0.01, 1.0, size=8)
     with pytest.raises(ValueError, match="tabulated"):
         jk.simulate(system, jnp.zeros(3), jnp.ones(3), 2.0, dt=0.01, kernel=kernel)
+
+
+def test_mode_sum_kernel_refuses_traced_lattice_parameters():
+    # Differentiating the mode sum in a spring constant would go through eigenvector derivatives at
+    # degenerate branches (NaN); the API says so instead of returning NaN.
+    from jaxion.kernel import memory_kernel
+
+    def build(k1):
+        return memory_kernel(jx.SimpleCubic(k1=k1, k2=5.0, spacing=2.0), [(0, 0, 0)], 0.01, 0.05, size=6).values.sum()
+
+    with pytest.raises(ValueError, match="cannot be differentiated"):
+        jax.grad(build)(15.0)
