@@ -44,7 +44,7 @@ import numpy as np
 
 from . import _checks
 from .brillouin import periodic_grid, sphere_rule
-from .simulation import Trajectory
+from .simulation import FiniteBoxWarning, Trajectory
 from .solvers import BlanesMoan, VelocityVerlet
 from .system import System
 
@@ -297,12 +297,24 @@ def _check_box(model, t1, position, velocity, stop_z):
     duration = float(t1)
     if stop_z is not None and _checks.is_concrete(position, velocity, stop_z) and float(velocity[2]) > 0:
         duration = min(duration, (float(stop_z) - float(position[2])) / float(velocity[2]))
+    check_sound_return(system, duration, model.size)
+
+
+def check_sound_return(system, duration, size=32, **options):
+    """Warn (:class:`~jaxion.simulation.FiniteBoxWarning`) when sound crossing the periodic box of
+    ``size`` cells returns to the sites within ``duration`` periods, naming a size that would be
+    enough; ``single_pass`` calls it once with the runs' actual durations."""
+    if not _checks.is_concrete(system):
+        return
+    model = FullLattice(system, size)
+    spacing = float(system.lattice.spacing)
     travel = duration * model.sound_speed()
     if travel > model.size * spacing:
         warnings.warn(
             f"sound crosses the periodic box and returns to the sites within the run ({duration:.3g} periods "
             f"x speed {model.sound_speed():.3g} > box {model.size * spacing:.3g}); results differ from an "
             f"infinite lattice. size >= {int(math.ceil(travel / spacing)) + 1} would be enough.",
+            FiniteBoxWarning,
             stacklevel=3,
         )
 

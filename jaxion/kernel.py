@@ -578,7 +578,7 @@ def memory_kernel(lattice, cells, dt, t1, size=None, resolution=None, chunk=None
     if absorbing is not None:
         values = absorbing_response(lattice, separations, float(dt), n_times, absorbing)
     else:
-        if not _checks.is_concrete(lattice):
+        if _checks.is_differentiated(lattice):
             raise ValueError(
                 "the mode-sum kernel (finite size, or the Brillouin-zone quadrature) cannot be differentiated in "
                 "the lattice parameters (its eigenvectors are not differentiable where branches are degenerate); "

@@ -252,3 +252,17 @@ def test_guard_rails():
         full.simulate(system, x0, v0, 0.1, size=2.5)
     with pytest.raises(ValueError, match="dtype"):
         full.simulate(system, x0, v0, 0.1, size=8, dtype=jnp.int32)
+
+
+def test_returning_sound_warned_from_actual_pass_durations():
+    # single_pass sizes its run as 4x the slowest crossing, but warns about sound returning through
+    # the periodic box from the passes' actual durations: 100 chain masses (box 100, fastest sound
+    # 31.3 per period, so 3.2 periods) hold a pass at v >= 20 (0.7 periods) but not one at v = 2 (7 periods).
+    from jaxion.simulation import FiniteBoxWarning
+
+    system = System(Chain(), Gaussian(0.01, 1.0), [(0,)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FiniteBoxWarning)
+        single_pass(system, jnp.array([20.0, 40.0]), size=100, solver="symplectic", dt=0.01)
+    with pytest.warns(FiniteBoxWarning, match="size >= "):
+        single_pass(system, jnp.array([2.0, 40.0]), size=100, solver="symplectic", dt=0.01)
