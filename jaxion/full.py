@@ -312,8 +312,8 @@ def check_sound_return(system, duration, size=32, **options):
     if travel > model.size * spacing:
         warnings.warn(
             f"sound crosses the periodic box and returns to the sites within the run ({duration:.3g} periods "
-            f"x speed {model.sound_speed():.3g} > box {model.size * spacing:.3g}); results differ from an "
-            f"infinite lattice. size >= {int(math.ceil(travel / spacing)) + 1} would be enough.",
+            f"x speed {model.sound_speed():.3g} = {travel:.3g} > box of {model.size} cells = {model.size * spacing:.3g}); "
+            f"results differ from an infinite lattice. size >= {int(math.ceil(travel / spacing)) + 1} would be enough.",
             FiniteBoxWarning,
             stacklevel=3,
         )
