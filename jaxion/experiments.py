@@ -366,6 +366,18 @@ def low_speed_limit(width=1.0, s=0.0, speeds=None, phi0=0.01, k1=15.0, k2=5.0, s
             "curves": [dict(width=width, s=s, speed=speeds, eq13=eq13, eq23=eq23, ratio=eq13 / eq23)]}
 
 
+def write_agreement(data, theories, out):
+    """:func:`agreement` of the simulations with each theory in ``theories``, written to
+    ``out/agreement.json`` and printed; returns ``{theory: agreement}``."""
+    results = {theory: agreement(data, theory) for theory in theories}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    (Path(out) / "agreement.json").write_text(json.dumps(_jsonable(results), indent=1))
+    for theory, result in results.items():
+        print(f"simulation vs {theory}: max relative deviation {result['max_relative_deviation']:.2e} "
+              f"over {result['points']} of {result['total']} points")
+    return results
+
+
 def agreement(data, theory="eq13", max_sensitivity=0.02, interaction_window=6.0, min_loss_fraction=1e-10):
     """Largest relative deviation ``|simulation / theory - 1|`` over the points where the
     infinite-lattice perturbative theory applies to the simulated pass. A point counts when

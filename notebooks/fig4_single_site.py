@@ -18,7 +18,6 @@
 
 # %%
 import argparse
-import json
 from pathlib import Path
 
 from jaxion import experiments, plotting
@@ -37,7 +36,4 @@ data = experiments.fig4(size=args.size, speeds=speeds, quick=args.quick, out=OUT
 
 # %%
 plotting.save(plotting.fig4(data), OUT / "fig4.png")
-agreement = experiments.agreement(data, "eq13")
-(OUT / "agreement.json").write_text(json.dumps(agreement, indent=1))
-print(f"simulation vs Eq. 13: max relative deviation {agreement['max_relative_deviation']:.2e} "
-      f"over {agreement['points']} points")
+experiments.write_agreement(data, ("eq13",), OUT)

@@ -18,7 +18,6 @@
 
 # %%
 import argparse
-import json
 from pathlib import Path
 
 from jaxion import experiments, plotting
@@ -37,8 +36,4 @@ data = experiments.fig5(size=args.size, speeds=speeds, quick=args.quick, out=OUT
 
 # %%
 plotting.save(plotting.fig5(data), OUT / "fig5.png")
-agreement = {theory: experiments.agreement(data, theory) for theory in ("eq13", "eq23")}
-(OUT / "agreement.json").write_text(json.dumps(agreement, indent=1))
-for theory, result in agreement.items():
-    print(f"simulation vs {theory}: max relative deviation {result['max_relative_deviation']:.2e} "
-          f"over {result['points']} points")
+experiments.write_agreement(data, ("eq13", "eq23"), OUT)
