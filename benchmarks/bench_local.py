@@ -15,10 +15,19 @@ Reported separately:
   and the paper's fixed dt = 1e-3 (30,000 steps, target < 0.3 s), plus fixed dt = 1e-2 (the
   time-local step the paper quotes 9 s for on one laptop core).
 
+Each configuration runs twice, in separate processes: with XLA:CPU's defaults, and with
+``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false``. The ion's state is six
+numbers; the concurrency-optimised scheduler hands independent small operations of each step to
+other threads, and on this scale the hand-offs cost more than they save (the flag is read when the
+XLA:CPU client starts, so it cannot be set per compiled function: users set it in the environment).
+
 ``--quick`` runs the same sizes with fewer repeats (the run is cheap).
 """
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,11 +60,11 @@ def fig6_system():
     return System(SimpleCubic(), Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
-    args = parser.parse_args(argv)
-    repeats = 3 if args.quick else 20
+SERIAL_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def measure(repeats):
+    """Precompute, then compile and time every configuration in :data:`RUNS` in this process."""
 
     began = time.perf_counter()
     dynamics = local.LocalDynamics(fig6_system())
@@ -96,12 +105,40 @@ def main(argv=None):
               f"compile {results[-1]['compile_seconds']:.2f} s, max |dz| vs adaptive {deviation:.2e}", flush=True)
 
     print(f"precompute (G, M): {precompute:.2f} s")
+    return dict(xla_flags=os.environ.get("XLA_FLAGS", ""), precompute_seconds=precompute, runs=results)
+
+
+def measure_in_subprocess(repeats, xla_flags):
+    """:func:`measure` in a fresh process with ``XLA_FLAGS`` extended by ``xla_flags``."""
+    env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {xla_flags}".strip())
+    done = subprocess.run([sys.executable, __file__, "--measure-only", "--repeats", str(repeats)], env=env,
+                          capture_output=True, text=True, check=True)
+    sys.stdout.write(done.stdout.split("@@JSON@@")[0])
+    return json.loads(done.stdout.split("@@JSON@@")[1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    parser.add_argument("--repeats", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--measure-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (3 if args.quick else 20)
+    if args.measure_only:  # child process: print the measurement as JSON after a marker
+        print("@@JSON@@" + json.dumps(measure(repeats), default=float))
+        return
+
+    print("XLA:CPU defaults")
+    default = measure_in_subprocess(repeats, "")
+    print(f"XLA_FLAGS={SERIAL_FLAG}")
+    serial = measure_in_subprocess(repeats, SERIAL_FLAG)
     payload = dict(
         quick=args.quick,
         parameters=dict(tau=TAU, sites=8, phi0=1.0, width=0.5, start_z=7.0, speed=7.5, c=0.5, green="infinite",
                         paper_local_seconds_one_core=9.0, paper_full_seconds_one_core=4 * 3600.0),
-        precompute_seconds=precompute,
-        runs=results,
+        precompute_seconds=default["precompute_seconds"],
+        runs=default["runs"],
+        serial_scheduler=serial,
     )
     write_json("local", payload)
 

@@ -37,16 +37,22 @@ class LocalDynamics(eqx.Module):
 
     Attributes:
         system: the :class:`~jaxion.System`.
-        green: ``(S, S, 3, 3)`` static Green's function of the interacting sites, or ``None``
+        green: ``(S, 3, S, 3)`` static Green's function ``G_ai,bj`` of the interacting sites, or ``None``
             (no softening).
         recoil: ``(3, 3)`` recoil matrix ``M`` (Eq. 23), or ``None`` (no drag).
         c: softening coefficient in ``Phi_eff = Phi(0, sigma) - c g^T G g``.
+        site_positions: ``(S, 3)`` equilibrium positions ``x_j`` of the interacting sites.
+        acceleration_scale: ``(3,)`` ``4 pi^2 / mu`` per axis (zero on pinned axes).
+
+    The last two are loop invariants of the solve, stored so that each step does not rebuild them.
     """
 
     system: System
     green: jax.Array | None
     recoil: jax.Array | None
     c: jax.Array
+    site_positions: jax.Array
+    acceleration_scale: jax.Array
 
     def __init__(self, system, *, c=0.5, drag=True, softening=True, size=None):
         """Precompute ``G`` (infinite lattice if ``size`` is ``None``, else the periodic ``size^dim``
@@ -56,9 +62,13 @@ class LocalDynamics(eqx.Module):
         if size is not None and (int(size) != size or size < 2):
             raise ValueError(f"size must be None (infinite lattice) or an integer >= 2, got {size!r}")
         self.system = system
-        self.green = system.lattice.green_function(system.site_cells, size=size) if softening else None
+        # Stored as (S, 3, S, 3) ("a i, b j"), the order the force contracts it in.
+        self.green = (jnp.transpose(system.lattice.green_function(system.site_cells, size=size), (0, 2, 1, 3))
+                      if softening else None)
         self.recoil = recoil_matrix(system.lattice) if drag else None
         self.c = jnp.asarray(c, dtype=float)
+        self.site_positions = system.site_positions()
+        self.acceleration_scale = 4.0 * jnp.pi**2 * system.inverse_mass
 
     def __check_init__(self):
         _checks.require_finite("softening coefficient c", self.c)
@@ -74,34 +84,45 @@ class LocalDynamics(eqx.Module):
             g = jax.grad(self.system.potential)(r)
             return g, g
 
-        hessians, gradients = jax.vmap(jax.jacfwd(gradient_twice, has_aux=True))(self.system.site_positions() - sigma)
+        hessians, gradients = jax.vmap(jax.jacfwd(gradient_twice, has_aux=True))(self.site_positions - sigma)
         return gradients, hessians
 
     def effective_potential(self, sigma):
         """``Phi_eff(sigma) = Phi(0, sigma) - c g^T G g`` for one position ``(3,)``; scalar."""
-        bare = self.system.interaction(jnp.zeros((len(self.system.sites), 3)), sigma)
+        bare = jnp.sum(self.system.potential(self.site_positions - sigma))
         if self.green is None:
             return bare
         g, _ = self.site_derivatives(sigma)
-        return bare - self.c * jnp.einsum("ai,abij,bj->", g, self.green, g)
+        return bare - self.c * jnp.einsum("ai,aibj,bj->", g, self.green, g)
 
-    def forces(self, sigma):
-        """``-grad Phi_eff (3,)`` and the drag tensor ``H M H`` ``(3, 3)`` (zero without drag).
+    def softened_force(self, sigma):
+        """``-grad Phi_eff`` ``(3,)`` and the site Hessians ``h_j`` ``(S, 3, 3)``.
 
         With ``dg_j / dsigma = -h_j``: ``grad Phi_eff = -sum_j g_j + 2 c sum_j h_j (G g)_j``.
+        The small contractions are written as broadcast products and sums, which XLA fuses into
+        a few loops (tiny ``dot`` calls cost more in launch overhead than in arithmetic).
         """
         g, h = self.site_derivatives(sigma)
         force = jnp.sum(g, axis=0)
         if self.green is not None:
-            force = force - 2.0 * self.c * jnp.einsum("aij,abjk,bk->i", h, self.green, g)
+            green_g = jnp.sum(self.green * g[None, None], axis=(2, 3))  # (G g)_ai = sum_bj G_ai,bj g_bj
+            force = force - 2.0 * self.c * jnp.sum(h * green_g[:, None, :], axis=(0, 2))
+        return force, h
+
+    def drag_force(self, site_hessians, sigma_dot):
+        """``-H M H sigma'`` ``(3,)`` with ``H = sum_j h_j`` (zero without drag)."""
         if self.recoil is None:
-            return force, jnp.zeros((3, 3))
-        hessian = jnp.sum(h, axis=0)
-        return force, hessian @ self.recoil @ hessian
+            return jnp.zeros(3)
+        hessian = jnp.sum(site_hessians, axis=0)
+        velocity_curvature = jnp.sum(hessian * sigma_dot, axis=1)
+        return -jnp.sum(hessian * jnp.sum(self.recoil * velocity_curvature, axis=1), axis=1)
 
     def friction(self, sigma):
         """Drag tensor ``H(sigma) M H(sigma)``, ``(3, 3)`` (zero without drag)."""
-        return self.forces(sigma)[1]
+        if self.recoil is None:
+            return jnp.zeros((3, 3))
+        hessian = jnp.sum(self.site_derivatives(sigma)[1], axis=0)
+        return hessian @ self.recoil @ hessian
 
     def dissipation_rate(self, sigma, sigma_dot):
         """Power drained by the drag, ``sigma'^T H M H sigma'`` (scalar)."""
@@ -114,8 +135,13 @@ class LocalDynamics(eqx.Module):
     def vector_field(self, t, state, args):
         """``d/dtau (sigma, sigma') = (sigma', 4 pi^2 mu^-1 [-grad Phi_eff - H M H sigma'])``."""
         sigma, sigma_dot = state
-        force, friction = self.forces(sigma)
-        return sigma_dot, 4.0 * jnp.pi**2 * self.system.inverse_mass * (force - friction @ sigma_dot)
+        force, site_hessians = self.softened_force(sigma)
+        return sigma_dot, self.acceleration_scale * (force + self.drag_force(site_hessians, sigma_dot))
+
+    def phase_space_field(self, t, state, args):
+        """:meth:`vector_field` on the flat state ``(sigma, sigma')`` ``(6,)``, the form the solve
+        uses: one array instead of two halves the small operations of each Runge-Kutta stage."""
+        return jnp.concatenate(self.vector_field(t, (state[:3], state[3:]), args))
 
 
 def _require_stable(dynamics, sigma):
@@ -129,7 +155,7 @@ def _require_stable(dynamics, sigma):
     if dynamics.green is None or not _checks.is_concrete(dynamics, sigma):
         return
     n = dynamics.green.shape[0] * 3
-    green = np.asarray(jnp.transpose(dynamics.green, (0, 2, 1, 3))).reshape(n, n)
+    green = np.asarray(dynamics.green).reshape(n, n)
     values, vectors = np.linalg.eigh(0.5 * (green + green.T))
     root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
     curvature = jax.scipy.linalg.block_diag(*dynamics.site_derivatives(sigma)[1])  # d^2 Phi / d rho_S^2
@@ -149,7 +175,7 @@ class _CrossingZ(eqx.Module):
     stop_z: jax.Array
 
     def __call__(self, t, state, args, **kwargs):
-        return state[0][2] - self.stop_z
+        return state[2] - self.stop_z
 
 
 def integrate(dynamics, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e-8, atol=1e-10,
@@ -190,19 +216,19 @@ def _solve(dynamics, position, velocity, t1, stop_z, dt0, controller, solver, n_
         # crosses stop_z, far outside the potential's range in the single-pass protocol.
         event = diffrax.Event(_CrossingZ(stop_z))
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(dynamics.vector_field),
+        diffrax.ODETerm(dynamics.phase_space_field),
         solver,
         0.0,
         t1,
         dt0,
-        (position, velocity),
+        jnp.concatenate([jnp.asarray(position, dtype=float), jnp.asarray(velocity, dtype=float)]),
         saveat=diffrax.SaveAt(subs=(diffrax.SubSaveAt(ts=jnp.linspace(0.0, t1, n_save)), diffrax.SubSaveAt(t1=True))),
         stepsize_controller=controller,
         event=event,
         max_steps=max_steps,
         progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
     )
-    (sigma, sigma_dot), (sigma_end, sigma_dot_end) = solution.ys
+    (sigma, sigma_dot), (sigma_end, sigma_dot_end) = ((ys[..., :3], ys[..., 3:]) for ys in solution.ys)
     ts, t_end = solution.ts[0], solution.ts[1][0]
     reached = jnp.isfinite(ts)
     safe = jnp.where(reached[:, None], sigma, 0.0), jnp.where(reached[:, None], sigma_dot, 0.0)
