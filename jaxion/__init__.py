@@ -25,7 +25,7 @@ from .local import LocalDynamics  # noqa: E402
 from .materials import MaterialInfo, load_materials, material_info  # noqa: E402
 from .potentials import AbstractPairPotential, Gaussian, PairFunction, PairSum, Yukawa  # noqa: E402
 from .screening import DragRanking, drag_measure, friction_tensor, rank_by_drag  # noqa: E402
-from .simulation import SinglePass, Trajectory, simulate, single_pass  # noqa: E402
+from .simulation import NonFiniteTrajectoryError, SinglePass, Trajectory, simulate, single_pass  # noqa: E402
 from .solvers import BlanesMoan, SymplecticComposition, VelocityVerlet  # noqa: E402
 from .system import System  # noqa: E402
 from .units import UnitSystem, spring_lattice_recoil  # noqa: E402
@@ -71,5 +71,6 @@ __all__ = [
     "sample_starts",
     "simulate",
     "single_pass",
+    "NonFiniteTrajectoryError",
     "spring_lattice_recoil",
 ]

@@ -1,18 +1,52 @@
 """A small, cited table of real solids as :class:`~jaxion.elastic.ElasticContinuum` frameworks.
 
-The table (``jaxion/data/materials.csv``) has one row per material: density (g/cm^3) and either
-cubic elastic constants ``c11, c12, c44`` or isotropic bulk and shear moduli (GPa; for a
-polycrystal or a Voigt-Reuss-Hill average), whether the values are measured or computed, and
-the reference they come from. Rows are only added with a value traceable to a publication.
+The table (``jaxion/data/materials.csv``) has one row per material: density (g/cm^3), the elastic
+constants (GPa), whether the values are measured or computed, the reference they come from and a
+note on how each number was obtained. Rows are only added with values traceable to a publication.
+The ``symmetry`` column says how the elastic constants are given:
+
+* ``isotropic``: bulk and shear moduli ``bulk_gpa``, ``shear_gpa`` (a polycrystal or a
+  Voigt-Reuss-Hill average), read as ``c11 = K + 4G/3``, ``c12 = K - 2G/3``, ``c44 = G``;
+* ``cubic``: ``c11_gpa``, ``c12_gpa``, ``c44_gpa`` (cube axes along x, y, z);
+* ``tetragonal`` (Laue class 4/mmm: C22 = C11, C23 = C13, C55 = C44) and ``orthorhombic``: the
+  independent constants in ``cij_gpa`` as ``"c11=44.9 c33=51.2 ..."`` (Voigt indices, crystal
+  axes a, b, c along x, y, z). For these rows ``bulk_gpa`` and ``shear_gpa`` hold the source's own
+  Voigt-Reuss-Hill moduli, kept to check the transcription; the continuum is built from the tensor.
 """
 
 import csv
 from importlib import resources
 from typing import NamedTuple
 
+import numpy as np
+
 from .elastic import ElasticContinuum
 
 _KG_PER_M3_PER_G_PER_CM3 = 1e3
+
+# For each crystal class given by a full tensor: its independent constants and the Voigt entries
+# (1-based, upper triangle) that each one fills.
+_TENSOR_CLASSES = {
+    "tetragonal": {
+        "c11": ((1, 1), (2, 2)),
+        "c33": ((3, 3),),
+        "c12": ((1, 2),),
+        "c13": ((1, 3), (2, 3)),
+        "c44": ((4, 4), (5, 5)),
+        "c66": ((6, 6),),
+    },
+    "orthorhombic": {
+        "c11": ((1, 1),),
+        "c22": ((2, 2),),
+        "c33": ((3, 3),),
+        "c12": ((1, 2),),
+        "c13": ((1, 3),),
+        "c23": ((2, 3),),
+        "c44": ((4, 4),),
+        "c55": ((5, 5),),
+        "c66": ((6, 6),),
+    },
+}
 
 
 class MaterialInfo(NamedTuple):
@@ -21,7 +55,7 @@ class MaterialInfo(NamedTuple):
     formula: str
     material_class: str
     kind: str  # "measured" or "computed"
-    symmetry: str  # "cubic" (c11, c12, c44 given) or "isotropic" (bulk, shear given)
+    symmetry: str  # "isotropic", "cubic", "tetragonal" or "orthorhombic" (see the module docstring)
     reference: str
     note: str
 
@@ -31,6 +65,37 @@ def _rows():
     return list(csv.DictReader(text.splitlines()))
 
 
+def voigt_from_constants(symmetry, constants):
+    """The ``(6, 6)`` Voigt matrix (GPa) of a ``"tetragonal"`` or ``"orthorhombic"`` crystal from
+    its independent constants, e.g. ``{"c11": 44.9, "c33": 51.2, ...}`` (crystal axes along x, y, z).
+
+    Raises:
+        ValueError: unknown symmetry, or constants missing or not belonging to that class.
+    """
+    if symmetry not in _TENSOR_CLASSES:
+        raise ValueError(f"symmetry must be one of {sorted(_TENSOR_CLASSES)}, got {symmetry!r}")
+    entries = _TENSOR_CLASSES[symmetry]
+    if set(constants) != set(entries):
+        raise ValueError(
+            f"a {symmetry} crystal needs exactly the constants {sorted(entries)}, got {sorted(constants)}"
+        )
+    voigt = np.zeros((6, 6))
+    for key, positions in entries.items():
+        for i, j in positions:
+            voigt[i - 1, j - 1] = voigt[j - 1, i - 1] = float(constants[key])
+    return voigt
+
+
+def _tensor_constants(row):
+    """``{"c11": 44.9, ...}`` from a row's ``cij_gpa`` field ``"c11=44.9 c33=51.2 ..."``."""
+    try:
+        return {key: float(value) for key, value in (item.split("=") for item in row["cij_gpa"].split())}
+    except ValueError as error:
+        raise ValueError(
+            f"materials table: cij_gpa of {row['name']} must read 'c11=... c12=...', got {row['cij_gpa']!r}"
+        ) from error
+
+
 def _continuum(row):
     density = float(row["density_g_cm3"]) * _KG_PER_M3_PER_G_PER_CM3
     if row["symmetry"] == "cubic":
@@ -38,6 +103,8 @@ def _continuum(row):
         return ElasticContinuum(density, c11=c11, c12=c12, c44=c44)
     if row["symmetry"] == "isotropic":
         return ElasticContinuum.isotropic(density, bulk=float(row["bulk_gpa"]), shear=float(row["shear_gpa"]))
+    if row["symmetry"] in _TENSOR_CLASSES:
+        return ElasticContinuum(density, voigt=voigt_from_constants(row["symmetry"], _tensor_constants(row)))
     raise ValueError(f"materials table: unknown symmetry {row['symmetry']!r} for {row['name']}")
 
 

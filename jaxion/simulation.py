@@ -52,6 +52,35 @@ class Trajectory(eqx.Module):
     site_displacement: jax.Array | None = None
 
 
+class NonFiniteTrajectoryError(FloatingPointError):
+    """An integration produced NaN or infinite values (raised instead of returning them)."""
+
+
+def require_finite_trajectory(trajectory):
+    """Raise :class:`NonFiniteTrajectoryError` if a concrete trajectory (single or batched) has NaN
+    or infinite states at its reached save times or at its end; traced trajectories pass through."""
+    if not _checks.is_concrete(trajectory):
+        return
+    reached = np.isfinite(np.asarray(trajectory.ts))
+    states = {
+        "position": np.asarray(trajectory.position)[reached],
+        "velocity": np.asarray(trajectory.velocity)[reached],
+        "final position": np.asarray(trajectory.position_final),
+        "final velocity": np.asarray(trajectory.velocity_final),
+        "final energy": np.asarray(trajectory.energy_final),
+    }
+    bad = [name for name, value in states.items() if not np.all(np.isfinite(value))]
+    if bad:
+        ts = np.where(reached, np.asarray(trajectory.ts), np.nan)
+        first = np.nonzero(~np.all(np.isfinite(np.asarray(trajectory.position)), axis=-1) & reached)
+        when = f" (first at tau = {float(ts[first][0]):.6g})" if first[0].size else ""
+        raise NonFiniteTrajectoryError(
+            f"the integration produced non-finite values in the {', '.join(bad)}{when}: the ion met a singular "
+            "potential (e.g. Yukawa at r = 0: pass beside the sites, not through them), or the time step is too "
+            "large for the forces met; use a smaller dt (or an adaptive solver) or a softer potential"
+        )
+
+
 class SinglePass(eqx.Module):
     """Result of the paper's single-pass protocol.
 
@@ -85,7 +114,9 @@ def simulate(system, position, velocity, t1, method="full", **options):
     _checks.require_finite("position", position)
     _checks.require_finite("velocity", velocity)
     _checks.require_positive("t1", t1)
-    return _method_module(method).simulate(system, position, velocity, t1, **options)
+    trajectory = _method_module(method).simulate(system, position, velocity, t1, **options)
+    require_finite_trajectory(trajectory)
+    return trajectory
 
 
 def pass_geometry(system, start, margin=7.0):
@@ -102,6 +133,22 @@ def pass_geometry(system, start, margin=7.0):
     start = jnp.asarray(start, dtype=float)
     _checks.require_shape("start", start, (2,))
     return jnp.concatenate([start, (jnp.min(z) - reach)[None]]), jnp.max(z) + reach
+
+
+def _require_path_clear(system, position):
+    """``ValueError`` if the straight path runs through a site where the pair potential is infinite
+    (e.g. Yukawa at ``r = 0``): no finite speed passes it, and time steps would skip over it."""
+    if not _checks.is_concrete(system, position):
+        return
+    at_contact = np.asarray(system.potential(jnp.zeros(3)))
+    offsets = np.asarray(system.site_positions()[:, :2] - position[:2])
+    hit = np.all(offsets == 0.0, axis=1)
+    if np.any(hit) and not np.isfinite(at_contact):
+        raise ValueError(
+            f"the straight path at start={tuple(np.asarray(position[:2]).tolist())} runs through the interacting "
+            f"site(s) {np.asarray(system.sites)[hit].tolist()}, where the pair potential is infinite; start the "
+            "pass with a transverse offset"
+        )
 
 
 def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slowdown=4.0, **options):
@@ -124,6 +171,7 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
     if _checks.is_concrete(system.mass) and np.isinf(np.asarray(system.mass)[2]):
         raise ValueError("single_pass moves the ion along z, but the ion's z mass is infinite (pinned)")
     position, stop_z = pass_geometry(system, start, margin)
+    _require_path_clear(system, position)
     slowest = float(np.min(np.asarray(speed))) if _checks.is_concrete(speed) else None
     if slowest is None:
         raise ValueError("single_pass needs concrete speeds to size the run; vmap over it with jax.vmap on simulate")
@@ -142,6 +190,7 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
         if check_sound_return is not None:
             warnings.simplefilter("ignore", FiniteBoxWarning)
         trajectory = run(speed) if speed.ndim == 0 else jax.vmap(run)(speed)
+    require_finite_trajectory(trajectory)
     if check_sound_return is not None and _checks.is_concrete(trajectory.t_final):
         check_sound_return(system, float(jnp.max(trajectory.t_final)), **options)
     v_end = trajectory.velocity_final

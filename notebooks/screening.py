@@ -45,7 +45,7 @@ from jaxion.system import System  # noqa: E402
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")
 args, _ = parser.parse_known_args(sys.argv[1:])
-OUT = Path("notebooks/results/screening")
+OUT = Path(__file__).resolve().parent / "results" / "screening" / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
 OUT.mkdir(parents=True, exist_ok=True)
 CURVATURE = jnp.eye(3)  # eV / Å^2
 

@@ -5,20 +5,25 @@ from importlib import resources
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxion  # noqa: F401  (enables float64)
 from jaxion.elastic import ElasticContinuum
-from jaxion.materials import load_materials, material_info
+from jaxion.materials import load_materials, material_info, voigt_from_constants
 from jaxion.screening import drag_measure, friction_tensor, rank_by_drag
 
 # An anisotropic potential well (eV/Å^2), as felt by an ion between framework sites.
 CURVATURE = np.array([[2.0, 0.3, 0.0], [0.3, 1.0, -0.2], [0.0, -0.2, 0.5]])
 
 
+def _rows():
+    return list(csv.DictReader(resources.files("jaxion").joinpath("data/materials.csv").read_text().splitlines()))
+
+
 def test_every_row_is_cited_and_loads():
-    rows = list(csv.DictReader(resources.files("jaxion").joinpath("data/materials.csv").read_text().splitlines()))
+    rows = _rows()
     materials, info = load_materials(), material_info()
-    assert len(rows) == len(materials) == len(info) >= 6
+    assert len(rows) == len(materials) == len(info) >= 8
     for row in rows:
         assert len(row["reference"]) > 20, row["name"]
         assert row["kind"] in ("measured", "computed"), row["name"]
@@ -79,3 +84,84 @@ def test_friction_tensor_of_isotropic_solid():
     expected = l0 * h_si @ h_si / (1.66053906892e-27 / 1e-12)
     gamma = friction_tensor(ElasticContinuum.isotropic(rho, bulk, shear), CURVATURE)
     np.testing.assert_allclose(gamma, expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+
+
+def _tabulated_constants(row):
+    """The row's independent constants, parsed here from the CSV text, with the tetragonal (4/mmm)
+    equalities C22 = C11, C23 = C13, C55 = C44 written out by hand."""
+    constants = {key: float(value) for key, value in (item.split("=") for item in row["cij_gpa"].split())}
+    if row["symmetry"] == "tetragonal":
+        constants.update(c22=constants["c11"], c23=constants["c13"], c55=constants["c44"])
+    return constants
+
+
+def _tensor_rows():
+    rows = [row for row in _rows() if row["symmetry"] in ("tetragonal", "orthorhombic")]
+    assert {row["name"] for row in rows} >= {"LGPS", "gamma-Li3PS4"}
+    return rows
+
+
+def test_tensor_rows_reproduce_the_tabulated_vrh_moduli():
+    """Voigt-Reuss-Hill bulk and shear moduli of the loaded tensor, from the textbook formulas (Hill
+    1952) written out here, against the values the source tabulates next to its constants. A wrong or
+    misplaced digit in a transcribed constant would show. Tolerance 0.12 GPa: the source rounds moduli
+    to 0.1 GPa (+-0.05) and constants to 0.1 GPa, whose +-0.05 propagates to at most 0.06 GPa in the
+    VRH moduli of these rows (sum of |dK/dC|, |dG/dC| times 0.05)."""
+    materials = load_materials()
+    for row in _tensor_rows():
+        c = np.asarray(materials[row["name"]].voigt)
+        s = np.linalg.inv(c)
+        normal, off, shear = np.trace(c[:3, :3]), c[0, 1] + c[0, 2] + c[1, 2], np.trace(c[3:, 3:])
+        s_normal, s_off, s_shear = np.trace(s[:3, :3]), s[0, 1] + s[0, 2] + s[1, 2], np.trace(s[3:, 3:])
+        bulk = 0.5 * ((normal + 2 * off) / 9 + 1 / (s_normal + 2 * s_off))
+        reuss_shear = 15 / (4 * s_normal - 4 * s_off + 3 * s_shear)
+        shear_modulus = 0.5 * ((normal - off + 3 * shear) / 15 + reuss_shear)
+        np.testing.assert_allclose(bulk, float(row["bulk_gpa"]), atol=0.12, err_msg=row["name"])
+        np.testing.assert_allclose(shear_modulus, float(row["shear_gpa"]), atol=0.12, err_msg=row["name"])
+
+
+def test_tensor_rows_axial_sound_speeds():
+    """Along a crystal axis of an orthorhombic or tetragonal crystal the Christoffel matrix is
+    diagonal: along x the speeds are sqrt(C11/rho), sqrt(C66/rho), sqrt(C55/rho), and so on. Constants
+    parsed from the CSV text, not from the loader; eigensolver rounding only (rtol 1e-12)."""
+    materials = load_materials()
+    axial = {0: ("c11", "c66", "c55"), 1: ("c22", "c66", "c44"), 2: ("c33", "c55", "c44")}
+    for row in _tensor_rows():
+        constants, rho = _tabulated_constants(row), float(row["density_g_cm3"]) * 1e3
+        for axis, keys in axial.items():
+            direction = np.eye(3)[axis]
+            expected = np.sort([np.sqrt(constants[key] * 1e9 / rho) for key in keys])
+            speeds = materials[row["name"]].sound_speeds(jnp.asarray(direction))
+            np.testing.assert_allclose(speeds, expected, rtol=1e-12, err_msg=f"{row['name']} axis {axis}")
+
+
+def test_isotropic_rows_sound_speeds():
+    """Isotropic rows (K, G): in every direction v_L = sqrt((K + 4G/3)/rho) and a doubly degenerate
+    v_T = sqrt(G/rho). Eigensolver rounding only (rtol 1e-12)."""
+    rows = [row for row in _rows() if row["symmetry"] == "isotropic"]
+    assert rows
+    directions = np.random.default_rng(0).normal(size=(5, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    materials = load_materials()
+    for row in rows:
+        bulk, shear, rho = (float(row[key]) for key in ("bulk_gpa", "shear_gpa", "density_g_cm3"))
+        v_l, v_t = np.sqrt((bulk + 4 * shear / 3) * 1e9 / (rho * 1e3)), np.sqrt(shear * 1e9 / (rho * 1e3))
+        speeds = materials[row["name"]].sound_speeds(jnp.asarray(directions))
+        np.testing.assert_allclose(speeds, np.tile([v_t, v_t, v_l], (5, 1)), rtol=1e-12, err_msg=row["name"])
+
+
+def test_lgps_density_from_its_cell():
+    """The LGPS density is derived in the table's note: 2 Li10GeP2S12 in a = 8.69407 A, c = 12.5994 A,
+    with IUPAC standard atomic weights; recomputed here. The table keeps 4 digits (rtol 3e-4)."""
+    molar_mass = 10 * 6.94 + 72.630 + 2 * 30.973762 + 12 * 32.06  # g/mol
+    volume = 8.69407**2 * 12.5994 * 1e-24  # cm^3
+    density = 2 * molar_mass / (6.02214076e23 * volume)
+    row = next(row for row in _rows() if row["name"] == "LGPS")
+    np.testing.assert_allclose(float(row["density_g_cm3"]), density, rtol=3e-4)
+
+
+def test_voigt_from_constants_rejects_bad_input():
+    with pytest.raises(ValueError, match="symmetry must be one of"):
+        voigt_from_constants("hexagonal", {"c11": 1.0})
+    with pytest.raises(ValueError, match="needs exactly the constants"):
+        voigt_from_constants("tetragonal", {"c11": 44.9, "c33": 51.2})

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import jaxion  # noqa: F401  (enables float64)
+import jaxion as jx
 from jaxion.lattice import Chain, SimpleCubic
 from jaxion.potentials import Gaussian, Yukawa
 from jaxion.system import System
@@ -126,3 +127,19 @@ def test_bad_input_raises(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         System(**arguments)
+
+
+def test_path_through_singular_site_rejected():
+    """A Yukawa site on the straight path is an infinite barrier: refused, with the site named."""
+    system = jx.System(jx.SimpleCubic(), jx.Yukawa(0.05, 0.5))
+    with pytest.raises(ValueError, match="runs through the interacting site"):
+        jx.single_pass(system, 3.0, (0.0, 0.0), method="local", dt=0.005)
+
+
+def test_non_finite_integration_raises():
+    """A potential that is NaN near a site (0 * sqrt of a negative number inside |r| < 1, which the
+    path crosses for ~100 steps) must give an error naming when it happened, never a NaN loss."""
+    bad = jx.PairFunction(lambda r: 0.01 * jnp.exp(-jnp.sum(r**2)) + 0.0 * jnp.sqrt(jnp.sum(r**2) - 1.0), length=0.5)
+    system = jx.System(jx.SimpleCubic(), bad)
+    with pytest.raises(jx.NonFiniteTrajectoryError, match="non-finite"):
+        jx.single_pass(system, 3.0, (0.1, 0.0), method="local", dt=0.005, softening=False)
