@@ -283,6 +283,26 @@ def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size
     return _loss_figure("fig5", parameters, cases, out, progress, 6 if quick else 60)
 
 
+def cubic_figure_from_command_line(figure, out, argv=None):
+    """The notebooks' driver for :func:`fig4` / :func:`fig5`: parse ``--quick``, ``--size``,
+    ``--speeds`` (unknown arguments, e.g. Jupyter's, are ignored), run the figure and return
+    ``(data, out_dir)``; quick runs write to ``out/quick`` and never overwrite full-size results."""
+    import argparse
+
+    runs = {"fig4": fig4, "fig5": fig5}
+    if figure not in runs:
+        raise ValueError(f"figure must be one of {tuple(runs)}, got {figure!r}")
+    parser = argparse.ArgumentParser(description=f"Paper's {figure}: full simulations against Eq. 13")
+    parser.add_argument("--quick", action="store_true", help="smoke run: one width, 3 speeds, L = 10")
+    parser.add_argument("--size", type=int, default=50, help="lattice side L")
+    parser.add_argument("--speeds", type=int, default=16,
+                        help="simulated speeds per curve, log-spaced from 1 to 80 (the paper: 50)")
+    args, _ = parser.parse_known_args(argv)
+    out_dir = Path(out) / ("quick" if args.quick else "")
+    speeds = None if args.quick else paper_speeds(1.0, 80.0, args.speeds)
+    return runs[figure](size=args.size, speeds=speeds, quick=args.quick, out=out_dir), out_dir
+
+
 def fig6(size=100, t1=30.0, phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spacing=2.0, local_c=(0.5, 1.0),
          full_solver="symplectic", full_dt=1e-2, local_dt=1e-2, n_save=600, quick=False, out=None, progress=True):
     """Fig. 6: an ion trapped between 8 masses on a cube edge, ``(0, 0, j alpha)``, ``j = 0..7``.
