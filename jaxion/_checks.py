@@ -14,19 +14,6 @@ def is_concrete(*values):
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
 
 
-def _differentiation_tracers():
-    from jax._src.interpreters import ad
-
-    return tuple(getattr(ad, name) for name in ("JVPTracer", "LinearizeTracer") if hasattr(ad, name))
-
-
-def is_differentiated(*values):
-    """True when a leaf of ``values`` carries a derivative (``jax.grad``, ``jax.jvp``, ...), as
-    opposed to being merely traced by ``jax.jit`` or ``jax.vmap``."""
-    tracers = _differentiation_tracers()
-    return any(isinstance(leaf, tracers) for leaf in jax.tree_util.tree_leaves(values))
-
-
 def as_numpy(value):
     """Concrete value as a float64 NumPy array."""
     return np.asarray(value, dtype=np.float64)

@@ -2,7 +2,8 @@
 
 Independent routes: a dense/sparse force-constant matrix of the same periodic lattice built here
 with NumPy from the bond list, (a) diagonalised to give the impulse response of the sites and
-(b) integrated together with the ion by SciPy's DOP853 at rtol = atol = 1e-12; the infinite
+(b) integrated together with the ion by SciPy's DOP853 at rtol = atol = 1e-12; the normal modes
+(NumPy eigh at every q) for the Chebyshev mode sum, and closed forms for its expansion; the infinite
 kernel against a periodic lattice too large for its images to arrive; the blocked history sum
 against the direct one; the conserved energy; finite differences for gradients; method="full".
 """
@@ -105,6 +106,23 @@ def impulse_kernel(lattice, size, cells, times):
     return block.reshape(len(times), s, 3, s, 3).transpose(0, 1, 3, 2, 4)
 
 
+def eigen_mode_sum(lattice, size, cells, times):
+    """``K``, ``K'`` ``(T, 2, S, S, 3, 3)`` of the periodic lattice from the normal modes at every ``q`` of the
+    grid (NumPy ``eigh`` of each 3x3 ``D(q)``): ``(4 pi^2 / m N) sum_{q,u} cos(q.d) eta eta^T [sin, cos](w t)
+    [/ w]``, ``w = 2 pi omega``, translation modes ``t`` and ``1``."""
+    q = jx.brillouin.periodic_grid(size, lattice.dim)
+    eigenvalues, eta = np.linalg.eigh(np.asarray(lattice.dynamical_matrix(q)))
+    omega = 2 * np.pi * np.sqrt(np.clip(eigenvalues, 0.0, None)).reshape(-1)
+    moving = omega > 1e-9
+    phase = np.outer(times, omega)
+    sines = np.where(moving, np.sin(phase) / np.where(moving, omega, 1.0), times[:, None])
+    responses = np.stack([sines, np.where(moving, np.cos(phase), 1.0)], axis=1)  # (T, 2, modes)
+    cells = np.asarray(cells)
+    waves = np.repeat(np.cos(np.einsum("abx,qx->abq", cells[:, None] - cells[None], q)), 3, axis=-1) / len(q)
+    outer = np.einsum("qiu,qju->quij", eta, eta).reshape(-1, 3, 3)
+    return FOUR_PI2 / float(lattice.mass) * np.einsum("tfm,abm,mij->tfabij", responses, waves, outer)
+
+
 def fig6_like(n_sites, phi0=1.0):
     lattice = jx.SimpleCubic(k1=15.0, k2=5.0, spacing=2.0)
     return System(lattice, Gaussian(phi0, 0.5), sites=[(0, 0, j) for j in range(n_sites)], mass=(jnp.inf, jnp.inf, 1.0))
@@ -150,6 +168,50 @@ def test_kernel_equals_dense_impulse_response(lattice, size, cells):
     omega_max = float(np.max(lattice.frequencies(jx.brillouin.periodic_grid(size, lattice.dim))))
     bound = FOUR_PI2 * (2 * np.pi * omega_max * dt) ** 2 / 6  # central-difference error ~ dt^2 K'''/6
     np.testing.assert_allclose(derivative, blocks[1:-1, 1], atol=bound)
+
+
+@pytest.mark.parametrize("lattice", [
+    jx.SimpleCubic(),  # translation modes at Gamma
+    jx.SimpleCubic(k1=12.0, k2=6.0, confinement=(0.5, 1.0, 2.0), mass=1.3),  # gapped, anisotropic
+])
+def test_chebyshev_kernel_equals_eigenvector_mode_sum(lattice):
+    # the Chebyshev expansion in D(q) (no eigenvectors) against the normal modes of every D(q) (eigh), to
+    # t1 = 20 (phases 2 pi omega t up to ~1300 rad, degrees 704 and 608): both are exact up to rounding,
+    # which the phases amplify to ~ 1e-16 * 1300 (measured 5e-14 of max|K|); 1e-12 as the issue asks.
+    cells = np.array([(0, 0, 0), (0, 0, 1), (1, 0, 2)])
+    kernel = jk.memory_kernel(lattice, cells, 0.02, 20.0, size=6)
+    expected = eigen_mode_sum(lattice, 6, cells, np.arange(kernel.n_times) * 0.02)
+    blocks = np.asarray(kernel.blocks())
+    for f in range(2):
+        scale = np.max(np.abs(expected[:, f]))
+        np.testing.assert_allclose(blocks[:, f], expected[:, f], atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("t1", [2.0, 30.0])
+def test_chebyshev_expansion_converged_at_its_degree(t1):
+    # for a single eigenvalue lambda the moments are T_j(x) = cos(j arccos x) exactly, so the nodal sums
+    # must reproduce s_t = sin(2 pi sqrt(lambda) t) / (2 pi sqrt(lambda)) and c_t = cos(...) for every
+    # lambda in the spectrum and t <= t1 (closed forms). At the chosen degree the error is rounding,
+    # ~ 1e-16 x the phase 2 pi sqrt(bound) t1 (~1900 at t1 = 30; measured 5e-13); two steps (32 terms)
+    # lower it is far larger (measured 1e-9 at t1 = 30, 0.4 at t1 = 2), so the degree is not wasteful.
+    bound = 101.0
+    degree = jk.chebyshev_degree(bound, t1)
+    reach = 2 * np.pi * np.sqrt(bound) * t1
+    assert reach / 2 < degree <= reach / 2 + 8 * reach ** (1 / 3) + 16  # the Bessel cut-off, J_2j(a), 2j > a
+    eigenvalues = np.linspace(0.0, bound / 1.01, 201)  # zero modes included
+    times = np.linspace(0.0, t1, 301)
+    exact = np.stack([times[:, None] * np.sinc(2 * np.outer(times, np.sqrt(eigenvalues))),
+                      np.cos(2 * np.pi * np.outer(times, np.sqrt(eigenvalues)))])
+
+    def error(p):
+        omega, to_nodes = jk.chebyshev_nodes(bound, p)
+        nodal = to_nodes @ np.cos(np.outer(np.arange(p), np.arccos(2 * eigenvalues / bound - 1)))
+        phase = 2 * np.pi * np.outer(times, omega)
+        sums = np.stack([(np.sin(phase) / (2 * np.pi * omega)) @ nodal, np.cos(phase) @ nodal])
+        return np.max(np.abs(sums - exact) / np.array([t1, 1.0])[:, None, None])
+
+    assert error(degree) < 1e-14 * reach
+    assert error(degree - 32) > 1e-10
 
 
 def test_infinite_chain_kernel_equals_large_periodic_chain():
@@ -337,13 +399,34 @@ def test_bad_input():
         jk.simulate(system, jnp.zeros(3), jnp.ones(3), 2.0, dt=0.01, kernel=kernel)
 
 
-def test_mode_sum_kernel_refuses_traced_lattice_parameters():
-    # Differentiating the mode sum in a spring constant would go through eigenvector derivatives at
-    # degenerate branches (NaN); the API says so instead of returning NaN.
-    from jaxion.kernel import memory_kernel
+def test_kernel_derivatives_in_lattice_parameters():
+    # K and K' depend on the springs, the confinement and the mass only through Chebyshev polynomials of
+    # D(q): forward mode matches central differences (step h = 1e-5 relative: truncation ~ (h phase)^2 / 6
+    # <~ 1e-7 for the phases 2 pi omega t <~ 130 at t1 = 2, rounding ~ 1e-16 / h; measured 6e-9) at a point
+    # where the cubic lattice's branches are degenerate along the symmetry lines. Reverse mode through the
+    # kernel: tests/test_gradients.py (single-pass loss).
+    cells = np.array([(0, 0, 0), (0, 0, 1)])
 
-    def build(k1):
-        return memory_kernel(jx.SimpleCubic(k1=k1, k2=5.0, spacing=2.0), [(0, 0, 0)], 0.01, 0.05, size=6).values.sum()
+    def functional(p):
+        lattice = jx.SimpleCubic(k1=p[0], k2=p[1], confinement=p[2], mass=p[3])
+        values = jk.memory_kernel(lattice, cells, 0.01, 2.0, size=6).values
+        probe = jnp.sin(0.037 * jnp.arange(values.shape[0]))[:, None, None, None]
+        return jnp.sum(values[:, 0] * probe) + 1e-3 * jnp.sum(values[:, 1] ** 2)
 
-    with pytest.raises(ValueError, match="cannot be differentiated"):
-        jax.grad(build)(15.0)
+    p = jnp.array([15.0, 5.0, 0.5, 1.3])
+    forward = np.asarray(jax.jacfwd(functional)(p))
+    h = 1e-5 * np.asarray(p)
+    central = [(functional(p.at[i].add(h[i])) - functional(p.at[i].add(-h[i]))) / (2 * h[i]) for i in range(4)]
+    np.testing.assert_allclose(forward, np.asarray(central), rtol=1e-6)
+
+
+def test_kernel_needs_concrete_lattice_values():
+    # the expansion's degree is read off the lattice's spectrum: a lattice fixed outside jax.jit gives
+    # the (cached, concrete) kernel inside it too; one traced by jit is refused with a clear message.
+    lattice = jx.SimpleCubic()
+    cells = np.array([(0, 0, 0)])
+    outside = jk.memory_kernel(lattice, cells, 0.01, 0.2, size=4).values
+    inside = jax.jit(lambda x: jk.memory_kernel(lattice, cells, 0.01, 0.2, size=4).values * x)(1.0)
+    np.testing.assert_array_equal(inside, outside)
+    with pytest.raises(ValueError, match="outside jax.jit"):
+        jax.jit(lambda k1: jk.memory_kernel(jx.SimpleCubic(k1=k1), cells, 0.01, 0.2, size=4).values)(15.0)
