@@ -102,9 +102,20 @@ block scheme of Hairer, Lubich and Schlichte: within a block of ``block`` steps 
 each time a block completes, the last ``s = block 2^j`` forces (``2^j`` the largest power of two
 dividing the block count) are convolved by FFT with ``K[0:2s]`` into the next ``s`` outputs, so
 the total cost is ``O(n log^2 n)`` instead of ``O(n^2)`` (``block=None`` is the direct sum).
-A sum-of-exponentials fit was not used: the finite-lattice kernel is a sum of ~``3 L^dim``
-undamped oscillations whose fit over ``t1`` needs about as many terms as the bandwidth-time
-product ``omega_max t1``, with no error control once recurrences start.
+A sum of exponentials (SOE, ``K ~ sum_k a_k exp(s_k t)``, ``Re s_k <= 0``, poles shared by all
+components, one recursion per pole pair and step) was measured against this scheme in
+``benchmarks/bench_history.py`` (8 sites). A Hankel-rank bound shows that any SOE fitting a
+periodic-lattice kernel on ``[0, t1]`` to 1e-4 - 1e-8 of ``max|K|`` needs at least ~0.4 ``omega_max t1``
+recursions (121-133 for L = 16 at t1 = 30, independent of L; the fits found need ~1.3 ``omega_max t1``),
+and the infinite-lattice kernel (absorbing box) at least 59 / 92 at 1e-6 / 1e-8 (t1 = 30), still growing
+with t1. One recursion costs ~0.5-0.9 us per step on CPU against 15-30 us per step for a doubling-FFT
+history sum at n = 1e3 - 3e4 (the benchmark's own segment-recursive implementation; this module's
+``_integrate`` keeps the pending FFT outputs in one length-2n array updated inside ``lax.switch``,
+which XLA copies at every block: 50-260 us per step, growing with n), so the SOE only breaks even
+at ~25-40 recursions: it is >= 2.7x slower for periodic lattices (7.6x with the fits found) and
+>= 1.5-2.2x slower for the 3D infinite lattice at 1e-6 - 1e-8. It could pay off only for decaying
+kernels at low accuracy (infinite chain at 1e-4: 32 recursions, break-even), while the FFT scheme is
+exact to rounding at any length and needs no fit.
 
 The energy ``E = mu |sigma'|^2 / 8 pi^2 + Phi(rho_S, sigma) + W``, with ``W = integral F_S . rho_S'``
 the work done on the framework (its energy), is conserved to the quadrature's accuracy.
