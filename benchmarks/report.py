@@ -22,7 +22,8 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 RATIO_WORDS = ("ratio", "speedup", "speed_up", "bound")
 SKIP_KEYS = {"machine", "parameters", "config", "versions", "quick"}
 TIMING_KEYS = ("min", "median", "max", "warmup", "unit")
-DETAIL_WORDS = ("bare_scan", "naive", "per_period", "warmup", "cpu_seconds", "compile", "triad", "precompute")
+DETAIL_WORDS = ("bare_scan", "naive", "per_period", "warmup", "cpu_seconds", "compile", "triad", "precompute",
+                "kernels", "fits", "soe_history_accuracy", "comparison", "checks")  # the last five: bench_history's fit data
 IDENTITY_KEYS = ("name", "label", "method", "solver", "size", "L", "n", "dtype")
 
 
