@@ -347,11 +347,10 @@ def fft_history(table, onehot, drive, h, block):
     ``2 s`` steps convolved by FFT with ``K[0:2s]`` into its second half.
 
     Written as a recursion over segment sizes (each level one ``lax.scan`` over its two halves), so
-    nothing of size ``n`` is touched per block. ``jaxion.kernel._integrate`` keeps the pending FFT
-    outputs in one ``2 n`` array updated inside ``lax.switch``; XLA copies that array out of the
-    switch at every block, ``O(n)`` per block (measured while writing this benchmark, same history sum
-    with that layout: ~40 us/step at n = 1e3, ~105 us/step at n = 3e4; ~11 us/step with the squares
-    removed; this layout: 20-35 us/step over the same range).
+    nothing of size ``n`` is touched per block (20-35 us/step for n = 1e3 - 3e4). ``jaxion.kernel._integrate``
+    used to keep the pending FFT outputs in one ``2 n`` array that ``lax.switch`` copied at every block
+    (~40 us/step at n = 1e3, ~105 us/step at n = 3e4 for the same history sum); it now uses the same
+    segment recursion.
 
     Runs ``block 2^L >= n`` steps (:func:`padded_steps`; costs are quoted per computed step) and
     returns the first ``n``.

@@ -101,7 +101,10 @@ give the velocities (``K'(0) != 0``) and the energy. The history sum splits into
 block scheme of Hairer, Lubich and Schlichte: within a block of ``block`` steps directly, and
 each time a block completes, the last ``s = block 2^j`` forces (``2^j`` the largest power of two
 dividing the block count) are convolved by FFT with ``K[0:2s]`` into the next ``s`` outputs, so
-the total cost is ``O(n log^2 n)`` instead of ``O(n^2)`` (``block=None`` is the direct sum).
+the total cost is ``O(n log^2 n)`` instead of ``O(n^2)`` (``block=None`` is the direct sum) It is
+written as a recursion over segments of ``block 2^l`` steps (blocks padded to a power of two; the
+padding is skipped), each a ``lax.scan`` over its two halves that convolves the first half's forces
+into the second, so every array a block touches is the size of its segment.
 A sum of exponentials (SOE, ``K ~ sum_k a_k exp(s_k t)``, ``Re s_k <= 0``, poles shared by all
 components, one recursion per pole pair and step) was measured against this scheme in
 ``benchmarks/bench_history.py`` (8 sites). A Hankel-rank bound shows that any SOE fitting a
@@ -110,8 +113,10 @@ recursions (121-133 for L = 16 at t1 = 30, independent of L; the fits found need
 and the infinite-lattice kernel (absorbing box) at least 59 / 92 at 1e-6 / 1e-8 (t1 = 30), still growing
 with t1. One recursion costs ~0.5-0.9 us per step on CPU against 15-30 us per step for a doubling-FFT
 history sum at n = 1e3 - 3e4 (the benchmark's own segment-recursive implementation; this module's
-``_integrate`` keeps the pending FFT outputs in one length-2n array updated inside ``lax.switch``,
-which XLA copies at every block: 50-260 us per step, growing with n), so the SOE only breaks even
+``_integrate`` uses the same layout, so a block touches no ``O(n)`` state: the whole ``simulate`` step,
+forces and quadrature included, costs 57-62 us flat for n = 1e3 - 3e4 on the Fig. 6 system, against
+77, 56 and 116 us at n = 1e3, 1e4, 3e4 when the pending FFT outputs lived in one length-2n array that ``lax.switch``
+copied at every block), so the SOE only breaks even
 at ~25-40 recursions: it is >= 2.7x slower for periodic lattices (7.6x with the fits found) and
 >= 1.5-2.2x slower for the 3D infinite lattice at 1e-6 - 1e-8. It could pay off only for decaying
 kernels at low accuracy (infinite chain at 1e-4: 32 recursions, break-even), while the FFT scheme is
@@ -764,16 +769,6 @@ def kernel_horizon(lattice, cells, dt, t1, resolution, finer=None, tol=1e-8):
 # ----------------------------------------------------------------------------- integration
 
 
-def _levels(n_blocks, block):
-    """Per completed block ``j``: switch branch of the FFT square (0 = none, ``1 + log2(s/block)``)."""
-    branch = np.zeros(n_blocks, dtype=int)
-    for j in range(n_blocks):
-        p = j + 1
-        if p < n_blocks:  # outputs of the square start at the next block
-            branch[j] = 1 + ((p & -p).bit_length() - 1)
-    return branch
-
-
 def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3, n_save=200, kernel=None,
              order=8, block=64, resolution=None, boundary="auto", save_sites=False):
     """Integrate the ion and its interacting sites with the lattice integrated out (module docstring).
@@ -907,7 +902,8 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
 
     start = _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum)
 
-    def step(state, i, j):
+    def step(state, xs, j):
+        i, far = xs  # far: the FFT part of the history sum at this step, (2, S, 3)
         n = j * block + i
         r = jnp.minimum(n, rows)
         dl, du, wd = lower[r], upper[r], diagonal[r]
@@ -915,7 +911,7 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
         near = site_sum(table[jnp.maximum(i - lags, 0)], state["buffer"])
         low = site_sum(dl[:, None, None, None, None] * table[jnp.clip(n - jnp.arange(k), 0)], state["start_sites"])
         up = site_sum(du[1:, None, None, None, None] * table[1:k], state["recent_sites"][: k - 1])
-        history = h * (near + state["far"][n] + low + up)
+        history = h * (near + far + low + up)
         in_start = n < k
         pick = lambda value, name: jnp.where(in_start, start[name][jnp.minimum(n, k - 1)], value)
         rho = pick(history[0], "rho")
@@ -955,46 +951,57 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
         new["P"] = state["P"] + new["A"]  # P_{n+1} = sum_{m<=n} (n + 1 - m) f_m
         return new, (t, sigma, sigma_dot, rho, energy)
 
-    def square(level):
-        """FFT convolution of the last ``s`` forces with ``K[0:2s]`` into the next ``s`` outputs."""
-        s = block * 2 ** (level - 1)
-
-        def run(state, p):
-            x = jax.lax.dynamic_slice_in_dim(state["history"], p - s, s)
-            xf = jnp.fft.rfft(x, n=2 * s, axis=0)
-            kf = jnp.fft.rfft(table[: 2 * s], axis=0)
-            y = jnp.fft.irfft(jnp.einsum("wcdxy,abd,wby->wcax", kf, onehot, xf), n=2 * s, axis=0)[s:]
-            far = jax.lax.dynamic_update_slice_in_dim(
-                state["far"], jax.lax.dynamic_slice_in_dim(state["far"], p, s) + y, p, axis=0)
-            return dict(state, far=far)
-
-        return run
-
-    branches = [lambda state, p: state] + [square(level) for level in range(1, int(np.log2(max(n_blocks, 1))) + 2)]
-
-    def run_block(state, xs):
-        j, branch = xs
+    def leaf(state, far, j):
+        """Block ``j`` given its FFT part ``far (block, 2, S, 3)``: ``(state, forces (block, S, 3), outputs)``.
+        Blocks after the stop, and the padding past ``n_steps``, are skipped (frozen state)."""
 
         def active(state):
             local = dict(state, buffer=jnp.zeros((block, n_sites, 3)))
-            local, out = jax.lax.scan(lambda c, i: step(c, i, j), local, jnp.arange(block))
-            history = jax.lax.dynamic_update_slice_in_dim(local["history"], local["buffer"], j * block, axis=0)
-            local = dict(local, history=history)
-            local = jax.lax.switch(branch, branches, local, (j + 1) * block)
-            return local, out
+            local, out = jax.lax.scan(lambda c, xs: step(c, xs, j), local, (jnp.arange(block), far))
+            return local, local["buffer"], out
 
         def frozen(state):
             t, sigma, sigma_dot, energy, rho = state["final"]
             ts = (j * block + jnp.arange(block)) * h
             rep = lambda x: jnp.broadcast_to(x, (block,) + x.shape)
-            return state, (ts, rep(sigma), rep(sigma_dot), rep(rho), rep(energy))
+            return state, jnp.zeros((block, n_sites, 3)), (ts, rep(sigma), rep(sigma_dot), rep(rho), rep(energy))
 
-        return jax.lax.cond(state["stopped"], frozen, active, state)
+        # nested so that the padding test, which is never batched, stays a branch under vmap
+        return jax.lax.cond(j * block > n_steps, frozen, lambda s: jax.lax.cond(s["stopped"], frozen, active, s), state)
+
+    def segment(level):
+        """``block 2^level`` steps from block ``j``: its two halves in turn, the first half's forces convolved
+        by FFT with ``K[0:2s]`` into the second half (``s = block 2^(level-1)``). Every array here is the
+        size of the segment, so a block touches ``O(block)`` state per level, not ``O(n)``."""
+        if level == 0:
+            return leaf
+        child, half = segment(level - 1), block * 2 ** (level - 1)
+        spectrum = jnp.fft.rfft(table[: 2 * half], axis=0)
+        zeros = jnp.zeros((half, 2, n_sites, 3))
+
+        def square(forces):
+            x = jnp.fft.rfft(forces, n=2 * half, axis=0)
+            return jnp.fft.irfft(jnp.einsum("wcdxy,abd,wby->wcax", spectrum, onehot, x), n=2 * half, axis=0)[half:]
+
+        def run(state, far, j):
+            def body(carry, xs):
+                state, extra = carry
+                k, far_k = xs
+                state, forces, out = child(state, far_k + extra, j + k * 2 ** (level - 1))
+                needed = (k == 0) & ((j + 2 ** (level - 1)) * block <= n_steps)  # second half not all padding
+                extra = jax.lax.cond(needed, lambda f, s: jax.lax.cond(s, lambda f: zeros, square, f),
+                                     lambda f, s: zeros, forces, state["stopped"])
+                return (state, extra), (forces, out)
+
+            halves = far.reshape((2, half) + far.shape[1:])
+            (state, _), (forces, out) = jax.lax.scan(body, (state, zeros), (jnp.arange(2), halves))
+            merge = lambda a: a.reshape((2 * half,) + a.shape[2:])
+            return state, merge(forces), jax.tree_util.tree_map(merge, out)
+
+        return run
 
     zeros3 = jnp.zeros(3)
     state = dict(
-        history=jnp.zeros((total, n_sites, 3)),
-        far=jnp.zeros((2 * total, 2, n_sites, 3)),
         buffer=jnp.zeros((block, n_sites, 3)),
         A=zeros3,
         P=zeros3,
@@ -1008,9 +1015,10 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
         stopped=jnp.asarray(False),
         final=(jnp.asarray(0.0), sigma0, v0, jnp.asarray(0.0), jnp.zeros((n_sites, 3))),
     )
-    xs = (jnp.arange(n_blocks), jnp.asarray(_levels(n_blocks, block)))
-    state, out = jax.lax.scan(run_block, state, xs)
-    ts, sigma, sigma_dot, rho, energy = (x.reshape((total,) + x.shape[2:]) for x in out)
+    levels = max(0, math.ceil(math.log2(n_blocks)))  # blocks padded to 2^levels (table holds K to 2 total)
+    padded = block * 2**levels
+    state, _, out = segment(levels)(state, jnp.zeros((padded, 2, n_sites, 3)), jnp.asarray(0))
+    ts, sigma, sigma_dot, rho, energy = (x[:total] for x in out)
     end = (n_steps * h, sigma[n_steps], sigma_dot[n_steps], energy[n_steps], rho[n_steps])
     final = jax.tree_util.tree_map(lambda a, b: jnp.where(state["stopped"], a, b), state["final"], end)
     return ts, sigma, sigma_dot, rho, energy, final
