@@ -14,6 +14,7 @@ Theory lines:
 * ``eq23``: the low-speed, time-local loss, Eq. 23 (``loss_low_speed``).
 """
 
+import argparse
 import json
 import os
 import time
@@ -287,8 +288,6 @@ def cubic_figure_from_command_line(figure, out, argv=None):
     """The notebooks' driver for :func:`fig4` / :func:`fig5`: parse ``--quick``, ``--size``,
     ``--speeds`` (unknown arguments, e.g. Jupyter's, are ignored), run the figure and return
     ``(data, out_dir)``; quick runs write to ``out/quick`` and never overwrite full-size results."""
-    import argparse
-
     runs = {"fig4": fig4, "fig5": fig5}
     if figure not in runs:
         raise ValueError(f"figure must be one of {tuple(runs)}, got {figure!r}")

@@ -89,7 +89,7 @@ class LocalDynamics(eqx.Module):
 
     def effective_potential(self, sigma):
         """``Phi_eff(sigma) = Phi(0, sigma) - c g^T G g`` for one position ``(3,)``; scalar."""
-        bare = jnp.sum(self.system.potential(self.site_positions - sigma))
+        bare = self.system.interaction(jnp.zeros_like(self.site_positions), sigma)
         if self.green is None:
             return bare
         g, _ = self.site_derivatives(sigma)
