@@ -18,18 +18,31 @@ acceleration (first same as last), so a step costs ``m`` force evaluations.
 Both preserve the symplectic form: on a harmonic (or any) system the energy error oscillates
 without secular drift. The stable step for an oscillator of angular frequency ``w`` is
 ``h w < stability_limit()`` (2 for Verlet).
+
+:class:`RungeKuttaNystrom` runs an explicit Runge-Kutta tableau (Tsit5, Dopri5, Dopri8) on the
+same ``(q, p)`` terms in Nystroem form, for a drift linear in ``p`` (``dq/dt = D p``): with
+``P_j = p0 + h sum_l a_jl A_l`` substituted, the stages need only the accelerations,
+
+    Q_i = q0 + h c_i D p0 + h^2 sum_l (a a)_il D A_l,      A_i = a(t0 + c_i h, Q_i),
+    q1 = q0 + h D p0 + h^2 sum_l (b a)_l D A_l,            p1 = p0 + h sum_l b_l A_l,
+
+which is the tableau's own first-order step (identical in exact arithmetic; the tests compare it
+with diffrax's to rounding) with the stages unrolled over static coefficients. Each stage reads
+``q0`` and the earlier ``A_l`` once: on a 100^3 lattice this is ~4x faster than the generic
+stage loop, whose stage sums run over every stage of a stacked buffer.
 """
 
 import functools
 from collections.abc import Callable
 from typing import ClassVar
 
+import diffrax
 import equinox as eqx
 import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffrax import AbstractSolver, AbstractTerm, LocalLinearInterpolation, RESULTS
+from diffrax import AbstractLocalInterpolation, AbstractSolver, AbstractTerm, LocalLinearInterpolation, RESULTS
 
 
 class SymplecticComposition(AbstractSolver):
@@ -147,3 +160,139 @@ def BlanesMoan():
     return SymplecticComposition(
         kicks=(b1, b2, b3, b4, b3, b2, b1), drifts=(a1, a2, a3, a3, a2, a1), method_order=4
     )
+
+
+
+class CubicHermite(AbstractLocalInterpolation):
+    """Cubic Hermite interpolant on ``[t0, t1]`` from the end values ``y0``, ``y1`` and the
+    derivatives ``f0``, ``f1`` (not scaled by ``h``), evaluated only when asked (no per-step work):
+
+        y(t0 + s h) = (1 - s)^2 (1 + 2 s) y0 + s^2 (3 - 2 s) y1 + h s (1 - s) [(1 - s) f0 - s f1].
+    """
+
+    t0: jax.Array
+    t1: jax.Array
+    y0: object
+    y1: object
+    f0: object
+    f1: object
+
+    def evaluate(self, t0, t1=None, left=True):
+        del left
+        if t1 is not None:
+            return jax.tree.map(jnp.subtract, self.evaluate(t1), self.evaluate(t0))
+        h = self.t1 - self.t0
+        s = (t0 - self.t0) / jnp.where(h == 0, 1.0, h)
+        weights = ((1 - s) ** 2 * (1 + 2 * s), s**2 * (3 - 2 * s), h * s * (1 - s) ** 2, -h * s**2 * (1 - s))
+
+        def leaf(*values):
+            return sum(jnp.asarray(w, values[0].dtype) * v for w, v in zip(weights, values))
+
+        return jax.tree.map(leaf, self.y0, self.y1, self.f0, self.f1)
+
+
+class RungeKuttaNystrom(AbstractSolver):
+    """An explicit Runge-Kutta tableau on ``(q, p)`` states in Nystroem form (module docstring).
+
+    ``terms = (drift, kick)`` as for :class:`SymplecticComposition`; ``drift.vf(t, p, args)`` must
+    be linear in ``p`` and independent of ``t`` (``p`` itself for the lattice). Fixed or adaptive
+    steps: the embedded error estimate is the tableau's, ``h sum_j e_j K_j``, in the same form.
+    Dense output is the cubic Hermite interpolant of ``q`` and ``p`` (:class:`CubicHermite`).
+    The acceleration at the end of a step is the next step's first stage, so a step costs
+    ``stages - 1`` accelerations for first-same-as-last tableaux (Tsit5: 6) and ``stages`` otherwise.
+
+    Args:
+        tableau: a diffrax ``ButcherTableau``, e.g. ``diffrax.Tsit5.tableau`` (kept as static
+            tuples ``a`` (full lower triangle), ``b`` and error weights ``e``).
+        method_order: the tableau's order.
+    """
+
+    a: tuple = eqx.field(static=True)
+    b: tuple = eqx.field(static=True)
+    e: tuple = eqx.field(static=True)
+    method_order: int = eqx.field(static=True)
+
+    term_structure: ClassVar = (AbstractTerm, AbstractTerm)
+    interpolation_cls: ClassVar[Callable[..., AbstractLocalInterpolation]] = CubicHermite
+
+    def __init__(self, tableau, method_order):
+        stages = len(tableau.b_sol)
+        a = np.zeros((stages, stages))
+        for i, row in enumerate(tableau.a_lower):
+            a[i + 1, : len(row)] = row
+        if not np.allclose(a.sum(axis=1)[1:], tableau.c):
+            raise ValueError("the tableau's c must be the row sums of a")
+        self.a = tuple(map(tuple, a.tolist()))
+        self.b = tuple(np.asarray(tableau.b_sol, dtype=float).tolist())
+        self.e = tuple(np.asarray(tableau.b_error, dtype=float).tolist())
+        self.method_order = int(method_order)
+
+    def order(self, terms):
+        return self.method_order
+
+    def init(self, terms, t0, t1, y0, args):
+        """Solver state: the acceleration at ``(t0, q0)`` (the first stage)."""
+        return _acceleration(terms, t0, y0[0], args)
+
+    def coefficients(self):
+        """Static NumPy ``(c, a a, b, b a, e, e a)`` (``a`` the full lower triangle, ``e`` the
+        error weights); the final stage of a first-same-as-last tableau is dropped from ``c`` and
+        ``a a`` (it is the step's end)."""
+        a, b, e = np.array(self.a), np.array(self.b), np.array(self.e)
+        inner = len(b) - 1 if np.array_equal(a[-1], b) else len(b)
+        return a.sum(axis=1)[:inner], (a @ a)[:inner], b, b @ a, e, e @ a
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        """One step from ``t0`` to ``t1``; returns diffrax's step tuple."""
+        drift, kick = terms
+        q0, p0 = y0
+        h = jnp.asarray(t1 - t0)
+        c, aa, b, ba, e, ea = self.coefficients()
+        first = jax.lax.cond(
+            eqxi.unvmap_any(made_jump), lambda: _acceleration(terms, t0, q0, args), lambda: solver_state
+        )
+        velocity = drift.vf(t0, p0, args)
+        accelerations, driven = [first], [drift.vf(t0, first, args)]  # A_l and D A_l
+        for i in range(1, len(c)):
+            q = _combine(q0, h, [(c[i], 1, velocity)] + [(aa[i, l], 2, driven[l]) for l in range(i)])
+            accelerations.append(kick.vf(t0 + c[i] * h, q, args))
+            driven.append(drift.vf(t0, accelerations[-1], args))
+        stages = range(len(c))
+        q1 = _combine(q0, h, [(1.0, 1, velocity)] + [(ba[l], 2, driven[l]) for l in stages])
+        p1 = _combine(p0, h, [(b[l], 1, accelerations[l]) for l in stages])
+        last = kick.vf(t1, q1, args)
+        # the last stage of a first-same-as-last tableau is (t1, q1): its acceleration is `last`
+        closing = [(e[-1], 1, last)] if len(c) < len(b) else []
+        error = (
+            _combine(None, h, [(float(np.sum(e)), 1, velocity)] + [(ea[l], 2, driven[l]) for l in stages]),
+            _combine(None, h, [(e[l], 1, accelerations[l]) for l in stages] + closing),
+        )
+        y1 = (q1, p1)
+        dense = dict(y0=y0, y1=y1, f0=(velocity, first), f1=(drift.vf(t1, p1, args), last))
+        return y1, error, dense, last, RESULTS.successful
+
+    def func(self, terms, t0, y0, args):
+        drift, kick = terms
+        return drift.vf(t0, y0[1], args), kick.vf(t0, y0[0], args)
+
+
+def _combine(base, h, terms):
+    """``base + sum_k coefficient_k h^power_k x_k`` leaf by leaf for ``terms`` of
+    ``(coefficient, power, x)`` (``base=None``: the sum alone), in the dtype of ``x``. Terms with a
+    zero static coefficient are dropped, so the whole sum is one fused pass over the rest."""
+    terms = [(coefficient, power, x) for coefficient, power, x in terms if coefficient != 0.0]
+    trees = ([] if base is None else [base]) + [x for _, _, x in terms]
+
+    def leaf(*values):
+        out = values[0] if base is not None else None
+        for (coefficient, power, _), x in zip(terms, values[len(values) - len(terms) :]):
+            step = jnp.asarray(coefficient * h**power, x.dtype) * x
+            out = step if out is None else out + step
+        return out
+
+    return jax.tree.map(leaf, *trees)
+
+
+def NystromTsit5():
+    """Tsitouras' 5(4) tableau (diffrax's ``Tsit5``) in Nystroem form: 6 accelerations per step."""
+    return RungeKuttaNystrom(tableau=diffrax.Tsit5.tableau, method_order=5)
