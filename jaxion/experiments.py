@@ -78,39 +78,78 @@ def _jsonable(value):
     return value
 
 
-def _batches(speeds, batch):
-    """Index arrays of ``batch`` consecutive speeds, slowest first (a vmapped batch runs as long as its
-    slowest member, so similar speeds share one)."""
-    order = np.argsort(speeds)
-    return [order[i : i + batch] for i in range(0, len(order), batch)]
+def _batches(speeds, batch, cost=None, budget=None):
+    """Index arrays of at most ``batch`` consecutive speeds, slowest first (a vmapped batch runs as long
+    as its slowest member, so similar speeds share one); with a ``budget``, also at most that ``cost``
+    (index array -> number) per batch unless a single speed exceeds it alone."""
+    batches, current = [], []
+    for i in np.argsort(speeds):
+        trial = current + [i]
+        if current and (len(trial) > batch or (budget is not None and cost(np.asarray(trial)) > budget)):
+            batches.append(np.asarray(current))
+            trial = [i]
+        current = trial
+    return batches + [np.asarray(current)]
 
 
-AUTO_STEP_MAX = 0.02  # periods; the 4th-order symplectic solver's energy error is ~1e-8 there
-AUTO_STEPS_PER_CROSSING = 4  # steps per time the ion needs to cross one potential range
+METHODS = ("full", "kernel")
+# dt="auto" per method: (largest step in periods, steps per time the ion needs to cross one potential range).
+# full: the 4th-order symplectic solver; its energy error is ~1e-8 at 0.02. kernel: the order-8 convolution
+# quadrature, which must resolve the fastest mode (omega_max = 10 for SimpleCubic(15, 5)) as well as the
+# force pulse (measured on the 50^3 lattice, see pass_step).
+AUTO_STEP = {"full": (0.02, 4), "kernel": (0.0025, 10)}
+# Speeds per vectorised batch. Full: memory caps it. Kernel: a batch costs one kernel table and one
+# compilation (5-40 s each at L = 50) plus, per speed, the slowest member's number of steps (under vmap no
+# member stops early; ~25 us per step for one site, ~130 us for eight, no faster per speed than alone);
+# for Fig. 4's widest curve (50 speeds) batches of 10, 25, 50 took 109, 86, 181 s.
+DEFAULT_BATCH = {"full": 5, "kernel": 25}
+# Kernel batches are also capped at speeds x sites x straight-crossing steps (path / v_min / dt): the run
+# keeps every step (slowdown 4 x the crossing) for every speed, ~1.5 kB per speed, step and site, so this
+# bounds a batch's memory to ~2.5 GB (a batch of 16 speeds over 92 800 steps for 8 sites took 19 GB).
+BATCH_BUDGET = {"full": None, "kernel": 4e5}
 
 
-def pass_step(system, speeds):
-    """The ``dt="auto"`` step of a batch of single passes with the symplectic solver:
-    ``min(0.02, range / (4 v_max))``, so the fastest ion's force pulse is resolved (measured on
-    a 12^3 lattice against Tsit5 at ``dt = 1e-3``: losses agree to 2e-6 relative from v = 1 to 80
-    for widths 0.5 and 2, where a fixed ``dt = 0.01`` errs by 150% at v = 80, width 0.5)."""
+def _require_method(method):
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def pass_step(system, speeds, method="full"):
+    """The ``dt="auto"`` step of a batch of single passes: ``min(largest, range / (n v_max))`` with
+    ``(largest, n)`` from ``AUTO_STEP[method]``, so the fastest ion's force pulse is resolved.
+
+    * ``"full"`` (4th-order symplectic solver), ``min(0.02, range / 4 v_max)``: measured on a 12^3
+      lattice against Tsit5 at ``dt = 1e-3``, losses agree to 2e-6 relative from v = 1 to 80 for widths
+      0.5 and 2, where a fixed ``dt = 0.01`` errs by 150% at v = 80, width 0.5.
+    * ``"kernel"`` (order-8 quadrature), ``min(0.0025, range / 10 v_max)``: on the 50^3 lattice the
+      error falls as ``dt^8``; at v = 1, width 1, the loss (1.45e-9) errs by 3e-3 at dt = 0.01 and 1e-5
+      at 0.005, and at v = 80, width 0.5, by 1e-3 at range / 3 v and 5e-6 at range / 6 v. Halving the
+      auto step changes Fig. 4/5 losses by <= 3e-7 (width 0.5 at v = 9-80; widths 0.5-2 at v = 1-8.5)
+      where the loss exceeds ~1e-8 of the kinetic energy; below, by up to ~1e-13 of the kinetic energy
+      (rounding: the loss is a difference of kinetic energies; the full lattice's floor is similar).
+    """
+    largest, per_crossing = AUTO_STEP[_require_method(method)]
     crossing = float(system.potential.range) / float(np.max(speeds))
-    return min(AUTO_STEP_MAX, crossing / AUTO_STEPS_PER_CROSSING)
+    return min(largest, crossing / per_crossing)
 
 
-def _simulated_losses(system, speeds, start, size, batch, options, progress_bar):
-    """Full-lattice single-pass losses at ``speeds`` in batches; ``nan`` where the ion did not pass.
+def _simulated_losses(system, speeds, start, size, batch, options, progress_bar, method="full"):
+    """Single-pass losses on the periodic ``size^3`` lattice at ``speeds`` in batches, by ``method``
+    (``"full"``, or ``"kernel"``: the same lattice integrated out exactly); ``nan`` where the ion did
+    not pass.
 
-    Default options: the 4th-order symplectic solver with ``dt="auto"`` (:func:`pass_step`)."""
+    Default options: ``dt="auto"`` (:func:`pass_step`), for ``"full"`` the 4th-order symplectic solver.
+    Batches: at most ``batch`` speeds and, for the kernel, ``BATCH_BUDGET`` speeds x sites x crossing steps."""
     losses = np.full(len(speeds), np.nan)
-    _, stop_z = pass_geometry(system, start)
-    options = {"solver": "symplectic", "dt": "auto", **options}
-    for index in _batches(speeds, batch):
-        batch_options = dict(options)
-        if batch_options["dt"] == "auto":
-            batch_options["dt"] = pass_step(system, speeds[index])
-        result = single_pass(system, jnp.asarray(speeds[index]), start=start, method="full", size=size,
-                             **batch_options)
+    position, stop_z = pass_geometry(system, start)
+    options = {"dt": "auto", **({"solver": "symplectic"} if method == "full" else {}), **options}
+    step = lambda index: pass_step(system, speeds[index], method) if options["dt"] == "auto" else options["dt"]
+    path = float(stop_z - position[2])
+    cost = lambda index: len(index) * len(system.sites) * path / float(np.min(speeds[index])) / step(index)
+    for index in _batches(speeds, batch, cost, BATCH_BUDGET[method]):
+        result = single_pass(system, jnp.asarray(speeds[index]), start=start, method=method, size=size,
+                             **dict(options, dt=step(index)))
         passed = np.asarray(result.trajectory.position_final[..., 2]) >= float(stop_z) - 1e-6
         losses[index] = np.where(passed, np.asarray(result.loss), np.nan)
         progress_bar.update(len(index))
@@ -119,9 +158,10 @@ def _simulated_losses(system, speeds, start, size, batch, options, progress_bar)
 
 def _loss_figure(name, parameters, cases, out, progress, line_points):
     """Run ``cases`` (dicts with ``label`` parameters, ``system``, ``start``, ``speeds``, ``theory`` and
-    simulation settings), recording each curve's theory first and its simulated points as their
-    batches finish. Each theory is evaluated at the simulated speeds (key ``eq13`` etc., for
-    comparison) and on ``line_points`` log-spaced speeds (``line_speed``, ``eq13_line``, for plots)."""
+    simulation settings) by ``parameters["method"]`` (default ``"full"``), recording each curve's
+    theory first and its simulated points as their batches finish. Each theory is evaluated at the
+    simulated speeds (key ``eq13`` etc., for comparison) and on ``line_points`` log-spaced speeds
+    (``line_speed``, ``eq13_line``, for plots)."""
     recorder = _Recorder(name, parameters, out)
     total = sum(len(case["speeds"]) for case in cases if case["simulate"])
     with tqdm(total=total, desc=name, unit="pass", disable=not progress) as bar:
@@ -139,7 +179,7 @@ def _loss_figure(name, parameters, cases, out, progress, line_points):
             if not case["simulate"]:
                 continue
             steps = _simulated_losses(case["system"], speeds, case["start"], case["size"], case["batch"],
-                                      case["options"], bar)
+                                      case["options"], bar, parameters.get("method", "full"))
             for losses in steps:
                 curve["simulation"] = losses.copy()
                 recorder.save()
@@ -213,7 +253,7 @@ def fig2(kappas=(1.0, 0.0), widths=PAPER_WIDTHS, impacts=PAPER_IMPACTS, speeds=N
 
 
 def fig4(widths=PAPER_WIDTHS, impacts=PAPER_IMPACTS, speeds=None, size=50, phi0=0.01, k1=15.0, k2=5.0, spacing=2.0,
-         batch=5, simulate=True, quick=False, out=None, progress=True, **options):
+         batch=None, method="full", simulate=True, quick=False, out=None, progress=True, **options):
     """Fig. 4: an ion passing one mass of the simple cubic lattice (``k1``, ``k2``, ``alpha = spacing``).
 
     Simulation on a periodic ``size^3`` lattice against Eq. 13 and the low-speed line Eq. 23.
@@ -223,6 +263,11 @@ def fig4(widths=PAPER_WIDTHS, impacts=PAPER_IMPACTS, speeds=None, size=50, phi0=
         widths, impacts, speeds: grids of ``lambda``, ``s`` and initial speeds (default 50 speeds
             from 1 to 80).
         size: lattice side ``L`` (default the paper's 50).
+        method: ``"full"`` (every mass integrated) or ``"kernel"`` (the same periodic lattice integrated
+            out into a memory kernel on the interacting sites, ``jaxion.kernel``: exact, seconds per
+            batch; the kernel depends on the sites, step and duration only, so it is cached and shared by
+            the impacts of a width).
+        batch: speeds per vectorised run (default ``DEFAULT_BATCH[method]``: 5 full, 25 kernel).
         quick: small setting (``lambda = 1``, ``s = 0``, speeds 10 to 40, ``L <= 10``: a smoke run; at
             low speed such a small box is far from the infinite lattice, see :func:`finite_size`).
         Other arguments as in :func:`fig2`.
@@ -231,13 +276,14 @@ def fig4(widths=PAPER_WIDTHS, impacts=PAPER_IMPACTS, speeds=None, size=50, phi0=
         dict with ``parameters`` and ``curves`` (``width``, ``s``, ``speed``, ``simulation``,
         ``eq13``, ``eq23``).
     """
+    batch = DEFAULT_BATCH[_require_method(method)] if batch is None else batch
     if quick:
         widths, impacts, size, batch = (1.0,), impacts[:1], min(size, 10), 3
         speeds = paper_speeds(10.0, 40.0, 3) if speeds is None else speeds
     speeds = paper_speeds(1.0, 80.0, 50) if speeds is None else np.asarray(speeds, dtype=float)
     lattice = SimpleCubic(k1=k1, k2=k2, spacing=spacing)
     parameters = dict(k1=k1, k2=k2, spacing=spacing, widths=list(widths), impacts=list(impacts), phi0=phi0, mu=1.0,
-                      size=size, speeds=speeds, options=options)
+                      size=size, speeds=speeds, method=method, batch=batch, quick=quick, options=options)
     cases = []
     for width in widths:
         system = System(lattice, Gaussian(phi0, width), sites=[(0, 0, 0)], mass=ION_MASS)
@@ -250,13 +296,13 @@ def fig4(widths=PAPER_WIDTHS, impacts=PAPER_IMPACTS, speeds=None, size=50, phi0=
 
 
 def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size=50, phi0=0.0025, k1=15.0, k2=5.0,
-         spacing=2.0, batch=5, simulate=True, quick=False, out=None, progress=True, **options):
+         spacing=2.0, batch=None, method="full", simulate=True, quick=False, out=None, progress=True, **options):
     """Fig. 5: an ion through the centre of a cube face, ``(alpha/2, alpha/2, z)``, interacting with the
     4 masses of that face (``"face"``) or the 8 masses of the cell (``"cell"``).
 
-    Simulation on a periodic ``size^3`` lattice against Eq. 13 and the low-speed line Eq. 23.
-    Arguments as in :func:`fig4`; ``configurations`` chooses among ``"face"`` and ``"cell"``
-    (quick: the face only, ``lambda = 1``, speeds 10 to 40, ``L <= 10``).
+    Simulation on a periodic ``size^3`` lattice (``method`` as in :func:`fig4`) against Eq. 13 and
+    the low-speed line Eq. 23. Arguments as in :func:`fig4`; ``configurations`` chooses among
+    ``"face"`` and ``"cell"`` (quick: the face only, ``lambda = 1``, speeds 10 to 40, ``L <= 10``).
 
     Returns:
         dict with ``parameters`` and ``curves`` (``configuration``, ``width``, ``speed``,
@@ -266,6 +312,7 @@ def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size
     unknown = [c for c in configurations if c not in sites_of]
     if unknown:
         raise ValueError(f"configurations must be among {tuple(sites_of)}, got {unknown}")
+    batch = DEFAULT_BATCH[_require_method(method)] if batch is None else batch
     if quick:
         configurations, widths, size, batch = configurations[:1], (1.0,), min(size, 10), 3
         speeds = paper_speeds(10.0, 40.0, 3) if speeds is None else speeds
@@ -273,7 +320,8 @@ def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size
     lattice = SimpleCubic(k1=k1, k2=k2, spacing=spacing)
     start = (spacing / 2.0, spacing / 2.0)
     parameters = dict(k1=k1, k2=k2, spacing=spacing, configurations=list(configurations), widths=list(widths),
-                      phi0=phi0, mu=1.0, size=size, start=list(start), speeds=speeds, options=options)
+                      phi0=phi0, mu=1.0, size=size, start=list(start), speeds=speeds, method=method, batch=batch,
+                      quick=quick, options=options)
     cases = []
     for configuration in configurations:
         for width in widths:
@@ -284,22 +332,57 @@ def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size
     return _loss_figure("fig5", parameters, cases, out, progress, 6 if quick else 60)
 
 
+# Speeds per curve of the notebooks' runs: the full lattice at what 2 cores afford (~25 min per figure at
+# L = 50), the kernel method at the paper's 50.
+DEFAULT_SPEED_COUNT = {"full": 16, "kernel": 50}
+
+
+def results_dir(out, method="full", quick=False, speed_count=None):
+    """Where the notebooks keep a cubic figure's results: ``out``, then ``quick/`` for ``--quick``,
+    ``kernel/`` for the kernel method and ``speeds<n>/`` for a speed count other than the method's
+    default (``DEFAULT_SPEED_COUNT``), so that no setting overwrites another's results."""
+    path = Path(out) / ("quick" if quick else "") / ("kernel" if _require_method(method) == "kernel" else "")
+    if speed_count is not None and speed_count != DEFAULT_SPEED_COUNT[method]:
+        path = path / f"speeds{speed_count}"
+    return path
+
+
 def cubic_figure_from_command_line(figure, out, argv=None):
     """The notebooks' driver for :func:`fig4` / :func:`fig5`: parse ``--quick``, ``--size``,
-    ``--speeds`` (unknown arguments, e.g. Jupyter's, are ignored), run the figure and return
-    ``(data, out_dir)``; quick runs write to ``out/quick`` and never overwrite full-size results."""
+    ``--method``, ``--speeds`` (unknown arguments, e.g. Jupyter's, are ignored), run the figure and
+    return ``(data, out_dir)`` with ``out_dir`` from :func:`results_dir`: quick, kernel and other
+    speed counts never overwrite the full-size full-lattice results."""
     runs = {"fig4": fig4, "fig5": fig5}
     if figure not in runs:
         raise ValueError(f"figure must be one of {tuple(runs)}, got {figure!r}")
-    parser = argparse.ArgumentParser(description=f"Paper's {figure}: full simulations against Eq. 13")
+    parser = argparse.ArgumentParser(description=f"Paper's {figure}: simulations against Eq. 13")
     parser.add_argument("--quick", action="store_true", help="smoke run: one width, 3 speeds, L = 10")
     parser.add_argument("--size", type=int, default=50, help="lattice side L")
-    parser.add_argument("--speeds", type=int, default=16,
-                        help="simulated speeds per curve, log-spaced from 1 to 80 (the paper: 50)")
+    parser.add_argument("--method", choices=METHODS, default="full",
+                        help="full: every mass integrated; kernel: the same lattice integrated out exactly (fast)")
+    parser.add_argument("--speeds", type=int, default=None,
+                        help="simulated speeds per curve, log-spaced from 1 to 80 (default: 16 full, 50 kernel, "
+                             "the paper's 50)")
     args, _ = parser.parse_known_args(argv)
-    out_dir = Path(out) / ("quick" if args.quick else "")
-    speeds = None if args.quick else paper_speeds(1.0, 80.0, args.speeds)
-    return runs[figure](size=args.size, speeds=speeds, quick=args.quick, out=out_dir), out_dir
+    count = DEFAULT_SPEED_COUNT[args.method] if args.speeds is None else args.speeds
+    count = None if args.quick else count
+    out_dir = results_dir(out, args.method, args.quick, count)
+    speeds = None if args.quick else paper_speeds(1.0, 80.0, count)
+    return runs[figure](size=args.size, speeds=speeds, quick=args.quick, method=args.method, out=out_dir), out_dir
+
+
+def full_and_kernel(figure, data, out):
+    """This run's ``data`` with the other method's saved results of the same figure, as ``(full, kernel)``
+    (the arguments of ``jaxion.plotting.fig4`` / ``fig5`` and of :func:`write_agreement`): the other is
+    ``figure.json`` in its default folder (:func:`results_dir`, same quick setting), used when it exists
+    and has the same lattice side; else ``(data, None)``."""
+    parameters = data["parameters"]
+    method = parameters.get("method", "full")
+    path = results_dir(out, "kernel" if method == "full" else "full", parameters.get("quick", False))
+    saved = json.loads((path / f"{figure}.json").read_text()) if (path / f"{figure}.json").exists() else None
+    if saved is None or saved["parameters"]["size"] != parameters["size"]:
+        return data, None
+    return (data, saved) if method == "full" else (saved, data)
 
 
 def fig6(size=100, t1=30.0, phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spacing=2.0, local_c=(0.5, 1.0),
@@ -385,16 +468,74 @@ def low_speed_limit(width=1.0, s=0.0, speeds=None, phi0=0.01, k1=15.0, k2=5.0, s
             "curves": [dict(width=width, s=s, speed=speeds, eq13=eq13, eq23=eq23, ratio=eq13 / eq23)]}
 
 
-def write_agreement(data, theories, out):
-    """:func:`agreement` of the simulations with each theory in ``theories``, written to
-    ``out/agreement.json`` and printed; returns ``{theory: agreement}``."""
+def write_agreement(data, theories, out, methods=()):
+    """:func:`agreement` of the simulations with each theory in ``theories`` and, for each other run in
+    ``methods`` (e.g. the ``(full, kernel)`` pair of :func:`full_and_kernel`; ``None`` and ``data`` itself
+    are skipped), :func:`method_agreement` under that run's method name; written to
+    ``out/agreement.json`` and printed. Returns the dict written."""
     results = {theory: agreement(data, theory) for theory in theories}
+    for other in methods:
+        if other is not None and other is not data:
+            results[other["parameters"].get("method", "full")] = method_agreement(data, other)
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "agreement.json").write_text(json.dumps(_jsonable(results), indent=1))
-    for theory, result in results.items():
-        print(f"simulation vs {theory}: max relative deviation {result['max_relative_deviation']:.2e} "
+    for name, result in results.items():
+        print(f"simulation vs {name}: max relative deviation {result['max_relative_deviation']:.2e} "
               f"over {result['points']} of {result['total']} points")
     return results
+
+
+def _kinetic_energy(mu, speed):
+    """The ion's initial kinetic energy ``mu v^2 / 8 pi^2`` (units of ``hbar Omega``)."""
+    return mu * np.asarray(speed, float) ** 2 / (8.0 * np.pi**2)
+
+
+def _label(curve):
+    """A curve's scalar labels (``width``, ``s``, ``configuration``, ...)."""
+    return {key: value for key, value in curve.items() if isinstance(value, (int, float, str))}
+
+
+def method_agreement(data, reference, min_loss_fraction=1e-10):
+    """Largest relative deviation ``|simulation / reference simulation - 1|`` between two runs of one
+    figure (e.g. the kernel method against the full lattice, both the same periodic lattice), over the
+    curves with equal labels and the speeds both simulated, where both ions passed and the reference
+    loss exceeds ``min_loss_fraction`` of the kinetic energy (below it the loss is at the level of the
+    integrators' energy error). Unlike :func:`agreement` no point is excluded for the theory's sake:
+    both runs solve the same non-linear dynamics.
+
+    Returns:
+        dict with ``max_relative_deviation``, ``points`` (compared) of ``total`` (speeds both
+        simulated), the ``speed`` and ``curve`` label of the largest deviation, ``min_loss_fraction``.
+    """
+    mu = data["parameters"].get("mu", 1.0)
+    worst, points, total = dict(max_relative_deviation=0.0), 0, 0
+    references = [(_label(curve), curve) for curve in reference["curves"]]
+    for curve in data["curves"]:
+        match = [other for label, other in references if label == _label(curve)]
+        if not match:
+            continue
+        speed, other_speed = np.asarray(curve["speed"], float), np.asarray(match[0]["speed"], float)
+        common = np.isclose(speed[:, None], other_speed[None, :], rtol=1e-12, atol=0.0)
+        mine, theirs = np.nonzero(common)
+        simulated = np.asarray(curve["simulation"], float)[mine]
+        expected = np.asarray(match[0]["simulation"], float)[theirs]
+        total += len(mine)
+        usable = np.isfinite(simulated) & (expected > min_loss_fraction * _kinetic_energy(mu, speed[mine]))
+        points += int(np.sum(usable))
+        worst = _worse(worst, simulated[usable], expected[usable], speed[mine][usable], curve)
+    return dict(worst, points=points, total=total, min_loss_fraction=min_loss_fraction)
+
+
+def _worse(worst, simulated, reference, speed, curve):
+    """``worst`` or, if larger, the largest ``|simulated / reference - 1|`` of this curve's points
+    (with its ``speed`` and ``curve`` label)."""
+    if simulated.size == 0:
+        return worst
+    deviation = np.abs(simulated / reference - 1.0)
+    i = int(np.argmax(deviation))
+    if deviation[i] >= worst["max_relative_deviation"]:
+        return dict(max_relative_deviation=float(deviation[i]), speed=float(speed[i]), curve=_label(curve))
+    return worst
 
 
 def agreement(data, theory="eq13", max_sensitivity=0.02, interaction_window=6.0, min_loss_fraction=1e-10):
@@ -424,7 +565,7 @@ def agreement(data, theory="eq13", max_sensitivity=0.02, interaction_window=6.0,
         line_speed, line = np.log(np.asarray(curve["line_speed"], float)), np.asarray(curve[f"{theory}_line"], float)
         slope = np.interp(np.log(speed), 0.5 * (line_speed[1:] + line_speed[:-1]),
                           np.diff(np.log(np.maximum(line, 1e-300))) / np.diff(line_speed))
-        kinetic = mu * speed**2 / (8.0 * np.pi**2)
+        kinetic = _kinetic_energy(mu, speed)
         valid = curve["validity"]
         usable = (
             (np.abs(slope) * valid["barrier"] / (2.0 * kinetic) < max_sensitivity)
@@ -434,12 +575,6 @@ def agreement(data, theory="eq13", max_sensitivity=0.02, interaction_window=6.0,
         )
         total += int(np.sum(np.isfinite(simulated)))
         points += int(np.sum(usable))
-        if not np.any(usable):
-            continue
-        deviation = np.abs(simulated[usable] / predicted[usable] - 1.0)
-        i = int(np.argmax(deviation))
-        if deviation[i] >= worst["max_relative_deviation"]:
-            label = {key: value for key, value in curve.items() if isinstance(value, (int, float, str))}
-            worst = dict(max_relative_deviation=float(deviation[i]), speed=float(speed[usable][i]), curve=label)
+        worst = _worse(worst, simulated[usable], predicted[usable], speed[usable], curve)
     return dict(worst, points=points, total=total, theory=theory, max_sensitivity=max_sensitivity,
                 interaction_window=interaction_window)

@@ -1,8 +1,9 @@
 """Matplotlib figures of the data returned by :mod:`jaxion.experiments`, and phonon band plots.
 
-Loss figures follow the paper: log-log loss versus initial speed, simulations as open markers,
-Eq. 13 as solid lines, the closed form Eq. 14 (chain) or the low-speed line Eq. 23 (cubic) dashed,
-one colour per potential width. Every function returns the ``matplotlib.figure.Figure``.
+Loss figures follow the paper: log-log loss versus initial speed, simulations as open markers
+(kernel-method results shown beside full-lattice ones as crosses), Eq. 13 as solid lines, the
+closed form Eq. 14 (chain) or the low-speed line Eq. 23 (cubic) dashed, one colour per potential
+width. Every function returns the ``matplotlib.figure.Figure``.
 """
 
 from contextlib import contextmanager
@@ -35,6 +36,11 @@ THEORY_STYLE = {
     "eq14": dict(linestyle="--", label="Eq. 14 (closed form)"),
     "eq23": dict(linestyle="--", label="Eq. 23 (low speed)"),
 }
+# Simulated points by method (the "method" parameter of jaxion.experiments data; "full" when absent).
+MARKER_STYLE = {
+    "full": dict(marker="o", mfc="none", ms=4.5),
+    "kernel": dict(marker="x", ms=3.5, mew=0.9),
+}
 _WIDTH_SYMBOL = r"$\lambda$"
 
 
@@ -55,17 +61,28 @@ def _format_value(value):
     return f"{value:g}" if value != 0.5 else "1/2"
 
 
-def _loss_axes(ax, curves, theories, colour_key="width"):
-    """Draw one panel: per curve, the simulated points and the theory lines, coloured by ``colour_key``."""
-    colours = _colours([c[colour_key] for c in curves])
+def _simulated_points(ax, curve, colour, method, label):
+    """Plot a curve's positive simulated losses with the method's marker; returns whether any were drawn."""
+    speed = np.asarray(curve["speed"], dtype=float)
+    simulated = np.asarray(curve.get("simulation", np.full(len(speed), np.nan)), dtype=float)
+    positive = np.isfinite(simulated) & (simulated > 0)
+    if np.any(positive):
+        ax.plot(speed[positive], simulated[positive], linestyle="none", color=colour, label=label,
+                **MARKER_STYLE[method])
+    return bool(np.any(positive))
+
+
+def _loss_axes(ax, curves, theories, colour_key="width", kernel_curves=()):
+    """Draw one panel: per curve, the simulated points and the theory lines, coloured by ``colour_key``;
+    ``kernel_curves`` (kernel-method results) add their points as crosses."""
+    colours = _colours([c[colour_key] for c in list(curves) + list(kernel_curves)])
+    for curve in kernel_curves:
+        _simulated_points(ax, curve, colours[curve[colour_key]], "kernel", None)
     for curve in curves:
         colour = colours[curve[colour_key]]
         speed = np.asarray(curve["speed"], dtype=float)
-        simulated = np.asarray(curve.get("simulation", np.full(len(speed), np.nan)), dtype=float)
-        positive = np.isfinite(simulated) & (simulated > 0)
         label = f"{_WIDTH_SYMBOL} = {_format_value(curve[colour_key])}"
-        if np.any(positive):
-            ax.plot(speed[positive], simulated[positive], "o", mfc="none", ms=4.5, color=colour, label=label)
+        if _simulated_points(ax, curve, colour, "full", label):
             label = None
         for theory in theories:
             fine = f"{theory}_line" in curve
@@ -87,10 +104,10 @@ def _log_axes(ax):
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def _method_legend(ax, theories, simulated=True):
-    """A black-and-white key of marker and line styles."""
-    handles = [plt.Line2D([], [], marker="o", mfc="none", linestyle="none", color="k", label="simulation")]
-    handles = handles if simulated else []
+def _method_legend(ax, theories, markers=(("full", "simulation"),)):
+    """A black-and-white key of marker and line styles; ``markers``: ``(method, label)`` per kind of points."""
+    handles = [plt.Line2D([], [], linestyle="none", color="k", label=label, **MARKER_STYLE[method])
+               for method, label in markers]
     handles += [plt.Line2D([], [], color="k", **THEORY_STYLE[t]) for t in theories]
     if ax.get_legend() is not None:
         ax.add_artist(ax.get_legend())  # keep the widths' legend drawn on the same panel
@@ -103,21 +120,36 @@ def _panel_grid(rows, cols, width=3.4, height=2.8):
     return fig, axes
 
 
-def loss_panels(data, row_key, col_key, theories, row_title, col_title):
+def _has_simulation(data):
+    return any(np.any(np.isfinite(np.asarray(c.get("simulation", [np.nan]), float))) for c in data["curves"])
+
+
+def _point_legend(data, kernel):
+    """``(method, label)`` of the simulated points drawn: ``data``'s alone as "simulation", or the
+    full-lattice and kernel points named with their lattice side."""
+    if kernel is None:
+        return [("full", "simulation")] if _has_simulation(data) else []
+    return [("full", f"full lattice, L = {data['parameters']['size']}"),
+            ("kernel", f"memory kernel, L = {kernel['parameters']['size']}")]
+
+
+def loss_panels(data, row_key, col_key, theories, row_title, col_title, kernel=None):
     """Generic loss figure: panels indexed by the curves' ``row_key`` and ``col_key`` labels (either may
-    be ``None`` for a single row/column)."""
+    be ``None`` for a single row/column). With ``kernel`` (kernel-method results of the same figure),
+    its points are drawn beside ``data``'s (theory lines from ``data``)."""
     curves = data["curves"]
     rows = sorted({c[row_key] for c in curves}, reverse=True) if row_key else [None]
     cols = sorted({c[col_key] for c in curves}) if col_key else [None]
+    in_panel = lambda c, row, col: ((row_key is None or c[row_key] == row)
+                                    and (col_key is None or c[col_key] == col))
     with style():
         fig, axes = _panel_grid(rows, cols)
-        simulated = any(np.any(np.isfinite(np.asarray(c.get("simulation", [np.nan]), float))) for c in curves)
         for i, row in enumerate(rows):
             for j, col in enumerate(cols):
                 ax = axes[i, j]
-                chosen = [c for c in curves if (row_key is None or c[row_key] == row)
-                          and (col_key is None or c[col_key] == col)]
-                _loss_axes(ax, chosen, theories)
+                chosen = [c for c in curves if in_panel(c, row, col)]
+                extra = [c for c in (kernel or {"curves": []})["curves"] if in_panel(c, row, col)]
+                _loss_axes(ax, chosen, theories, kernel_curves=extra)
                 title = ", ".join(t for t in (row_title(row) if row_key else "", col_title(col) if col_key else "") if t)
                 ax.set_title(title, fontsize=10)
                 if i == len(rows) - 1:
@@ -125,7 +157,7 @@ def loss_panels(data, row_key, col_key, theories, row_title, col_title):
                 if j == 0:
                     ax.set_ylabel(r"loss $\Delta$ ($\hbar\Omega$)")
         axes[0, -1].legend(loc="upper right")
-        _method_legend(axes[-1, 0], theories, simulated)
+        _method_legend(axes[-1, 0], theories, _point_legend(data, kernel))
     return fig
 
 
@@ -134,15 +166,16 @@ def fig2(data):
     return loss_panels(data, "kappa", "s", ("eq13", "eq14"), lambda k: rf"$\kappa$ = {k:g}", lambda s: f"s = {s:g}")
 
 
-def fig4(data):
-    """Fig. 4: cubic, one mass; columns ``s``; simulation, Eq. 13, Eq. 23."""
-    return loss_panels(data, None, "s", ("eq13", "eq23"), None, lambda s: f"one mass, s = {s:g}")
+def fig4(data, kernel=None):
+    """Fig. 4: cubic, one mass; columns ``s``; simulation, Eq. 13, Eq. 23. ``kernel``: kernel-method
+    results drawn beside ``data``'s full-lattice points (e.g. ``experiments.full_and_kernel``)."""
+    return loss_panels(data, None, "s", ("eq13", "eq23"), None, lambda s: f"one mass, s = {s:g}", kernel)
 
 
-def fig5(data):
-    """Fig. 5: cubic, four face / eight cell masses; columns by configuration."""
+def fig5(data, kernel=None):
+    """Fig. 5: cubic, four face / eight cell masses; columns by configuration; ``kernel`` as in :func:`fig4`."""
     names = {"face": "four masses (face)", "cell": "eight masses (cell)"}
-    return loss_panels(data, None, "configuration", ("eq13", "eq23"), None, lambda c: names.get(c, c))
+    return loss_panels(data, None, "configuration", ("eq13", "eq23"), None, lambda c: names.get(c, c), kernel)
 
 
 def fig6(data):

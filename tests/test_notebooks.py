@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +46,35 @@ def test_readme_quick_start_runs(tmp_path):
     assert len(code.strip().splitlines()) <= 20
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.filterwarnings("ignore::jaxion.simulation.FiniteBoxWarning")
+def test_quick_fig4_kernel_method_matches_full_lattice(tmp_path):
+    """The kernel method integrates the same periodic L^3 lattice out exactly, so its single-pass losses
+    must equal the full lattice's up to the two integrators' errors. Tolerance 1e-5 relative: the full
+    lattice's dt="auto" symplectic step was measured at <= 2e-6 relative against Tsit5 (pass_step), the
+    kernel's auto step at <= 1e-6 against halved steps; a method error (wrong kernel, box or sites) or a
+    step too coarse for the force pulse (dt = range / 3 v errs by 1e-3) is far above it. Also checks the
+    notebook driver's folders (kernel results beside, never over, the full ones) and the pairing."""
+    from jaxion import experiments
+
+    runs = {method: experiments.cubic_figure_from_command_line("fig4", tmp_path, ["--quick", "--method", method])
+            for method in ("full", "kernel")}
+    assert runs["full"][1] == tmp_path / "quick" and runs["kernel"][1] == tmp_path / "quick" / "kernel"
+    full, kernel = (runs[method][0] for method in ("full", "kernel"))
+    assert kernel["parameters"]["method"] == "kernel" and full["parameters"]["method"] == "full"
+    losses = [np.asarray(data["curves"][0]["simulation"]) for data in (full, kernel)]
+    assert np.all(np.isfinite(losses[0])) and np.all(losses[0] > 0)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5, atol=0)
+    paired = experiments.full_and_kernel("fig4", kernel, tmp_path)
+    assert paired[0]["parameters"]["method"] == "full" and paired[1] is kernel
+    written = experiments.write_agreement(kernel, (), runs["kernel"][1], paired)
+    assert written["full"]["points"] == len(losses[0]) and written["full"]["max_relative_deviation"] < 1e-5
+
+
+def test_cubic_figures_refuse_unknown_method():
+    from jaxion import experiments
+
+    for run in (experiments.fig4, experiments.fig5):
+        with pytest.raises(ValueError, match="method must be one of"):
+            run(method="local", simulate=False, progress=False)
