@@ -36,7 +36,6 @@ import functools
 from collections.abc import Callable
 from typing import ClassVar
 
-import diffrax
 import equinox as eqx
 import equinox.internal as eqxi
 import jax
@@ -104,8 +103,7 @@ class SymplecticComposition(AbstractSolver):
         return y1, None, dict(y0=y0, y1=y1), acceleration, RESULTS.successful
 
     def func(self, terms, t0, y0, args):
-        drift, kick = terms
-        return drift.vf(t0, y0[1], args), kick.vf(t0, y0[0], args)
+        return _field(terms, t0, y0, args)
 
     def stability_limit(self):
         """Largest ``h w`` for which the step is stable on ``q'' = -w^2 q`` (a float)."""
@@ -115,6 +113,12 @@ class SymplecticComposition(AbstractSolver):
     def evaluations_per_step(self):
         """Force evaluations per step (first same as last)."""
         return len(self.drifts)
+
+
+def _field(terms, t, y, args):
+    """``(dq/dt, dp/dt)`` of the partitioned terms at ``y = (q, p)``."""
+    drift, kick = terms
+    return drift.vf(t, y[1], args), kick.vf(t, y[0], args)
 
 
 def _acceleration(terms, t, q, args):
@@ -272,8 +276,7 @@ class RungeKuttaNystrom(AbstractSolver):
         return y1, error, dense, last, RESULTS.successful
 
     def func(self, terms, t0, y0, args):
-        drift, kick = terms
-        return drift.vf(t0, y0[1], args), kick.vf(t0, y0[0], args)
+        return _field(terms, t0, y0, args)
 
 
 def _combine(base, h, terms):
@@ -292,7 +295,3 @@ def _combine(base, h, terms):
 
     return jax.tree.map(leaf, *trees)
 
-
-def NystromTsit5():
-    """Tsitouras' 5(4) tableau (diffrax's ``Tsit5``) in Nystroem form: 6 accelerations per step."""
-    return RungeKuttaNystrom(tableau=diffrax.Tsit5.tableau, method_order=5)
