@@ -117,10 +117,10 @@ class FullLattice(eqx.Module):
         return max(abs(c) for offset in self.system.lattice.offsets for c in offset)
 
     def wrap(self, rho):
-        """``G rho``: ``(3, L, ...)`` -> ``(3, L + 2w, ...)`` with periodic halos; one gather
-        (a single pass over memory; ``jnp.pad(mode="wrap")`` makes one per axis and is 10-15%
-        slower at L = 64-100). Its reverse-mode derivative ``G^T`` folds the halos back onto the
-        faces they copy (slices, not a scatter)."""
+        """``G rho``: ``(3, L, ...)`` -> ``(3, L + 2w, ...)`` with periodic halos, in one pass
+        that fuses into its consumer (``jnp.pad(mode="wrap")`` makes one pass per axis). Its
+        reverse-mode derivative ``G^T`` folds the halos back onto the faces they copy (slices,
+        not a scatter)."""
         return _wrap(rho, self.width)
 
     def interior(self, halo):
@@ -193,17 +193,35 @@ class FullLattice(eqx.Module):
             return force.reshape(halo.shape)
         return self.interior(jnp.pad(force, ((0, 0), (reach, reach))).reshape(halo.shape))
 
-    def acceleration(self, q):
-        """``(rho'', sigma'')`` ``((3, L, ...), (3,))`` for positions ``q = (halo, sigma)`` (Eqs. 3-4)."""
+    def _interaction_accelerations(self, q):
+        """The interaction's accelerations at ``q = (halo, sigma)``: on the sites ``(3, S)``
+        (Eq. 4, ``-4 pi^2 grad_rho Phi / m``) and on the ion ``(3,)`` (Eq. 3)."""
         halo, sigma = q
-        lattice_mass = self.system.lattice.mass
         grad_sites, grad_ion = jax.grad(self.system.interaction, argnums=(0, 1))(
             self._sites(halo).astype(sigma.dtype), sigma
         )
-        rho_ddot = _springs((self, FOUR_PI2 / lattice_mass, halo))
-        site_kick = (-FOUR_PI2 / lattice_mass * grad_sites.T).astype(halo.dtype)
-        rho_ddot = rho_ddot.at[(slice(None),) + self.site_index].add(site_kick)
-        return rho_ddot, (-FOUR_PI2 * self.system.inverse_mass * grad_ion).astype(sigma.dtype)
+        on_sites = (-FOUR_PI2 / self.system.lattice.mass * grad_sites.T).astype(halo.dtype)
+        return on_sites, (-FOUR_PI2 * self.system.inverse_mass * grad_ion).astype(sigma.dtype)
+
+    def acceleration(self, q):
+        """``(rho'', sigma'')`` ``((3, L, ...), (3,))`` for positions ``q = (halo, sigma)`` (Eqs. 3-4)."""
+        on_sites, on_ion = self._interaction_accelerations(q)
+        rho_ddot = _springs((self, FOUR_PI2 / self.system.lattice.mass, q[0]))
+        return rho_ddot.at[(slice(None),) + self.site_index].add(on_sites), on_ion
+
+    def kicked(self, q, p, scale):
+        """``p + scale * acceleration(q)``, ordered so the spring force and the update are one
+        pass (``p + scale S(q)``) and the sites' few terms are added in place afterwards: no
+        acceleration array is written (the symplectic solvers' kick, ``jaxion.solvers``). The
+        scale (a time step fraction) multiplies the stencil's result rather than entering its
+        spring constants, which would recompute the scaled constants per lattice site (~20%
+        slower at L = 100)."""
+        (halo, _), (rho_dot, sigma_dot) = q, p
+        on_sites, on_ion = self._interaction_accelerations(q)
+        scale_sites = jnp.asarray(scale, rho_dot.dtype)
+        rho_dot = rho_dot + scale_sites * _springs((self, FOUR_PI2 / self.system.lattice.mass, halo))
+        rho_dot = rho_dot.at[(slice(None),) + self.site_index].add(scale_sites * on_sites)
+        return rho_dot, (sigma_dot + jnp.asarray(scale, sigma_dot.dtype) * on_ion).astype(sigma_dot.dtype)
 
     def energy(self, y):
         """Total energy ``E`` (module docstring) of the state ``y = ((halo, sigma), (rho', sigma'))``, float64."""
@@ -232,7 +250,7 @@ class FullLattice(eqx.Module):
     def terms(self):
         """diffrax terms ``(drift, kick)``, the partitioned form every solver here takes. The
         vector fields are modules (not closures) so repeated calls reuse the compiled solve."""
-        return _Rate(_Drift(self)), _Rate(_Kick(self))
+        return _Rate(_Drift(self)), _KickRate(_Kick(self))
 
     def highest_frequency(self):
         """Estimate of the highest lattice frequency ``omega_max`` (units of ``Omega``): the
@@ -263,6 +281,13 @@ class _Rate(diffrax.AbstractTerm):
 
     def prod(self, vf, control):
         return jax.tree.map(lambda v: (control * v).astype(v.dtype), vf)
+
+
+class _KickRate(_Rate):
+    """The kick term, with the fused update ``p + scale a(q)`` the symplectic solvers use."""
+
+    def kicked(self, t, q, p, args, scale):
+        return self.rate.model.kicked(q, p, scale)
 
 
 class _Drift(eqx.Module):
@@ -530,10 +555,16 @@ def _springs_bwd(residuals, cotangent, perturbed, inputs):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _wrap(rho, width):
-    """``G rho``: ``(3, L, ...)`` -> ``(3, L + 2 width, ...)``, periodic halos by one gather."""
+    """``G rho``: ``(3, L, ...)`` -> ``(3, L + 2 width, ...)``, periodic halos in one fused pass:
+    whole rows along the last (contiguous) axis are gathered for the wrapped outer axes, and the
+    last axis is wrapped by concatenation. Row gathers keep the inner loop contiguous and
+    vectorised, 1.8x faster inside a symplectic drift at L = 100 than gathering single elements
+    through a full index array."""
     size = rho.shape[1]
     wrapped = np.arange(-width, size + width) % size
-    return rho[(slice(None),) + np.ix_(*[wrapped] * (rho.ndim - 1))]
+    if rho.ndim > 2:
+        rho = rho[(slice(None),) + np.ix_(*[wrapped] * (rho.ndim - 2))]
+    return jnp.concatenate([rho[..., size - width :], rho, rho[..., :width]], axis=-1)
 
 
 def _wrap_fwd(rho, width):

@@ -87,19 +87,26 @@ class SymplecticComposition(AbstractSolver):
         )
         p = _axpy(self.kicks[0] * h, acceleration, p)
 
-        def stage(carry, coefficients):
-            # drift a_i h, then kick b_{i+1} h with the acceleration at the new positions;
-            # a scan (not a Python loop) so the force is traced and compiled once.
-            q, p, t, _ = carry
-            drift_fraction, kick_fraction = coefficients
-            q = _axpy(drift_fraction * h, drift.vf(t, p, args), q)
-            t = t + drift_fraction * h
-            acceleration = kick.vf(t, q, args)
-            return (q, _axpy(kick_fraction * h, acceleration, p), t, acceleration), None
+        def drift_to(q, p, t, fraction):
+            return _axpy(fraction * h, drift.vf(t, p, args), q), t + fraction * h
 
-        coefficients = (jnp.asarray(self.drifts, h.dtype), jnp.asarray(self.kicks[1:], h.dtype))
-        (q, p, _, acceleration), _ = jax.lax.scan(stage, (q, p, t0, acceleration), coefficients)
-        y1 = (q, p)
+        def stage(carry, coefficients):
+            # drift a_i h, then kick b_{i+1} h at the new positions; a scan (not a Python loop)
+            # so the force is traced and compiled once. No acceleration leaves the stage, so a
+            # term with a fused kick (``_kicked``) writes no acceleration array.
+            q, p, t = carry
+            drift_fraction, kick_fraction = coefficients
+            q, t = drift_to(q, p, t, drift_fraction)
+            return (q, _kicked(kick, t, q, p, args, kick_fraction * h), t), None
+
+        t = t0
+        if len(self.drifts) > 1:
+            inner = (jnp.asarray(self.drifts[:-1], h.dtype), jnp.asarray(self.kicks[1:-1], h.dtype))
+            (q, p, t), _ = jax.lax.scan(stage, (q, p, t), inner)
+        # the last stage keeps its acceleration: the next step's first kick (first same as last)
+        q, t = drift_to(q, p, t, self.drifts[-1])
+        acceleration = kick.vf(t, q, args)
+        y1 = (q, _axpy(self.kicks[-1] * h, acceleration, p))
         return y1, None, dict(y0=y0, y1=y1), acceleration, RESULTS.successful
 
     def func(self, terms, t0, y0, args):
@@ -123,6 +130,16 @@ def _field(terms, t, y, args):
 
 def _acceleration(terms, t, q, args):
     return terms[1].vf(t, q, args)
+
+
+def _kicked(kick, t, q, p, args, scale):
+    """``p + scale a(t, q)``. A kick term may provide this update itself (a ``kicked(t, q, p,
+    args, scale)`` method) so that it runs as one pass with no acceleration array written; on a
+    100^3 lattice that saves one write and one read of the state per force evaluation."""
+    fused = getattr(kick, "kicked", None)
+    if fused is not None:
+        return fused(t, q, p, args, scale)
+    return _axpy(scale, kick.vf(t, q, args), p)
 
 
 def _axpy(alpha, x, y):
