@@ -538,7 +538,7 @@ def _worse(worst, simulated, reference, speed, curve):
     return worst
 
 
-def agreement(data, theory="eq13", max_sensitivity=0.02, interaction_window=6.0, min_loss_fraction=1e-10):
+def agreement(data, theory="eq13", max_sensitivity=0.01, interaction_window=8.0, min_loss_fraction=1e-10):
     """Largest relative deviation ``|simulation / theory - 1|`` over the points where the
     infinite-lattice perturbative theory applies to the simulated pass. A point counts when
 
@@ -546,10 +546,14 @@ def agreement(data, theory="eq13", max_sensitivity=0.02, interaction_window=6.0,
       potential (``KE = mu v^2 / 8 pi^2``, ``barrier`` the largest potential on the path), which
       shifts the loss by ``|d ln Delta / d ln v| * barrier / (2 KE)``; this must be below
       ``max_sensitivity`` (it excludes slow passes and, more strongly, the exponentially suppressed
-      losses of a gapped chain, whose logarithmic slope is large);
+      losses of a gapped chain, whose logarithmic slope is large). The default 1% matches the
+      1% agreement asked of Eq. 13: the measured departures are ~0.7 of this estimate;
     * the periodic box holds the pass: sound emitted while the ion is within
       ``interaction_window / 2`` widths of the sites cannot go round the box and come back,
-      ``box > sound_speed * interaction_window * width / v``;
+      ``box > sound_speed * interaction_window * width / v``. The default +-4 widths is where a
+      Gaussian's force ``r exp(-r^2 / 2 lambda^2)`` has fallen to 0.2% of its peak (at +-3
+      widths it is still 5%, and the 50-speed Fig. 5 run shows returning sound there: 3.8% at
+      the edge of the cell's lambda = 1 curve);
     * the predicted loss exceeds ``min_loss_fraction`` of the kinetic energy (the integrator's
       energy error is ~1e-10 of the total).
 
