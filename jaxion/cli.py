@@ -86,7 +86,9 @@ def demo(args):
         lines.append(f"  simulation vs {name}: max relative deviation {a['max_relative_deviation']:.2e} over the "
                      f"{a['points']} of {a['total']} points where it applies"
                      + (f" (worst at {where}, v={a['speed']:.3g})" if where else ""))
-    lines.append("  (applies: speed change in the potential shifts the loss by < 2%, the box holds the pass)")
+    criteria = agreement["eq13"]
+    lines.append(f"  (applies: speed change in the potential shifts the loss by < {criteria['max_sensitivity']:.0%}, "
+                 f"the box holds the pass within +-{criteria['interaction_window'] / 2:g} widths)")
     lines.append(f"3D low speed: Eq. 13 / Eq. 23 = {ratio[0]:.4f} at v = {low_speed['curves'][0]['speed'][0]:g} "
                  f"(-> 1 as v -> 0), {ratio[-1]:.3f} at v = {low_speed['curves'][0]['speed'][-1]:g}")
     params, a13, a14 = chain["parameters"], agreement["eq13"], agreement["eq14"]
