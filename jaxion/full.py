@@ -218,9 +218,9 @@ class FullLattice(eqx.Module):
         slower at L = 100)."""
         (halo, _), (rho_dot, sigma_dot) = q, p
         on_sites, on_ion = self._interaction_accelerations(q)
-        scale_sites = jnp.asarray(scale, rho_dot.dtype)
-        rho_dot = rho_dot + scale_sites * _springs((self, FOUR_PI2 / self.system.lattice.mass, halo))
-        rho_dot = rho_dot.at[(slice(None),) + self.site_index].add(scale_sites * on_sites)
+        step = jnp.asarray(scale, rho_dot.dtype)
+        rho_dot = rho_dot + step * _springs((self, FOUR_PI2 / self.system.lattice.mass, halo))
+        rho_dot = rho_dot.at[(slice(None),) + self.site_index].add(step * on_sites)
         return rho_dot, (sigma_dot + jnp.asarray(scale, sigma_dot.dtype) * on_ion).astype(sigma_dot.dtype)
 
     def energy(self, y):

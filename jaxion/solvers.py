@@ -32,6 +32,7 @@ with diffrax's to rounding) with the stages unrolled over static coefficients. E
 stage loop, whose stage sums run over every stage of a stacked buffer.
 """
 
+import abc
 import functools
 from collections.abc import Callable
 from typing import ClassVar
@@ -60,8 +61,9 @@ class _EndpointInterpolation(AbstractLocalInterpolation):
         h = self.t1 - self.t0
         return self._at((t0 - self.t0) / jnp.where(h == 0, 1.0, h), h)
 
+    @abc.abstractmethod
     def _at(self, s, h):
-        raise NotImplementedError
+        """The interpolant at the fraction ``s`` of the step ``h``."""
 
 
 def _weighted(weights, *trees):
