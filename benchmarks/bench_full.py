@@ -3,6 +3,8 @@ machine's memory bandwidth.
 
     python benchmarks/bench_full.py [--quick]
 
+Writes benchmarks/results/full.json (``full_quick.json`` with ``--quick``).
+
 For L in (32, 64, 100) (``--quick``: 8, 12), float64 and float32, and each solver:
 
 * seconds per force evaluation (the layout-aware component-major stencil, and for comparison a
@@ -135,7 +137,7 @@ def measure(size, dtype, bandwidth, steps, repeats):
     y0 = model.initial_state(jnp.array([0.0, 0.0, 7.0]), jnp.array([0.0, 0.0, 7.5]))
     # a lattice already in motion, so no arithmetic is on zeros
     rho = 0.01 * jax.random.normal(jax.random.PRNGKey(0), model.shape, dtype)
-    y0 = ((model.wrap(rho), y0[0][1]), (rho, y0[1][1]))
+    y0 = ((model.wrap(rho), y0[0][1]), (tuple(rho), y0[1][1]))
     itemsize = jnp.dtype(dtype).itemsize
     numbers = 3 * size**3
     force = eqx.filter_jit(model.acceleration)
@@ -191,7 +193,7 @@ def main(argv=None):
         ),
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )
-    write_json("full", payload)
+    write_json("full_quick" if args.quick else "full", payload)
     for r in rows:
         print(
             f"L={r['size']:4d} {r['dtype']:8s} force {r['force']['median'] * 1e3:8.3f} ms "

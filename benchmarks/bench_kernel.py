@@ -17,6 +17,7 @@
   with a step-halving self-convergence check of the final state.
 
 ``--quick`` runs tiny sizes (L <= 12, tau <= 2) as a smoke test. Results: benchmarks/results/kernel.json
+(``kernel_quick.json`` with ``--quick``)
 (``--construction-only``: only the two construction parts, into kernel_construction.json).
 """
 
@@ -94,7 +95,7 @@ def main():
             print(f"kernel L={size} t1={t1}: {seconds:.2f} s", flush=True)
     fig6_kernel = fig6_construction(system, (12,) if quick else (32, 100), 1e-3, 2.0 if quick else 30.0)
     if args.construction_only:
-        path = write_json("kernel_construction", {"quick": quick, "construction": construction,
+        path = write_json("kernel_construction_quick" if quick else "kernel_construction", {"quick": quick, "construction": construction,
                                                   "fig6_construction": fig6_kernel})
         print("wrote", path)
         return
@@ -142,7 +143,7 @@ def main():
         print(f"Fig. 6 {label}: kernel {seconds:.2f} s, integration {timing['median']:.2f} s, "
               f"final z {entry['final_z']:.6f}", flush=True)
 
-    path = write_json("kernel", {"quick": quick, "construction": construction, "fig6_construction": fig6_kernel,
+    path = write_json("kernel_quick" if quick else "kernel", {"quick": quick, "construction": construction, "fig6_construction": fig6_kernel,
                                  "absorbing": absorbing, "integration": integration, "fig6": fig6})
     print("wrote", path)
 

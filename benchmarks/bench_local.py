@@ -2,6 +2,8 @@
 
     python benchmarks/bench_local.py [--quick]
 
+Writes benchmarks/results/local.json (``local_quick.json`` with ``--quick``).
+
 Eight interacting masses at (0, 0, j alpha), j = 0..7, on the paper's simple cubic framework
 (k1 = 15, k2 = 5, alpha = 2), Gaussian Phi0 = 1, lambda = 1/2, ion from z = 3.5 alpha with speed
 7.5 along z (mu = (inf, inf, 1)), tau = 30, drag and softening (c = 1/2, infinite lattice) on.
@@ -140,7 +142,7 @@ def main(argv=None):
         runs=default["runs"],
         serial_scheduler=serial,
     )
-    write_json("local", payload)
+    write_json("local_quick" if args.quick else "local", payload)
 
 
 if __name__ == "__main__":

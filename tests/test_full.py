@@ -111,7 +111,7 @@ def test_spring_force_vjp_equals_autodiff_of_stencil(size):
 
     wrapped = np.arange(-1, size + 1) % size  # the halo by plain indexing (autodiff: scatter-add)
     custom = pullback(lambda m, s, r: m.spring_force(r, s))
-    plain = pullback(lambda m, s, r: m._stencil(r[(slice(None),) + np.ix_(wrapped, wrapped, wrapped)], s))
+    plain = pullback(lambda m, s, r: jnp.stack(m._stencil(tuple(r[(slice(None),) + np.ix_(wrapped, wrapped, wrapped)]), s)))
     leaves_custom, leaves_plain = jax.tree_util.tree_leaves(custom), jax.tree_util.tree_leaves(plain)
     assert len(leaves_custom) == len(leaves_plain) >= 6  # rho, scale, k_long, k_trans, confinement, ...
     for a, b in zip(leaves_custom, leaves_plain):
@@ -307,7 +307,7 @@ def test_fused_kick_equals_acceleration_route(solver, monkeypatch):
     model = full.FullLattice(system, 6)
     rho = 0.05 * jax.random.normal(jax.random.PRNGKey(1), model.shape)
     q = (model.wrap(rho), jnp.array([0.4, 0.6, 0.3]))
-    p = (0.1 * jax.random.normal(jax.random.PRNGKey(2), model.shape), jnp.array([0.0, 0.0, 3.0]))
+    p = (tuple(0.1 * jax.random.normal(jax.random.PRNGKey(2), model.shape)), jnp.array([0.0, 0.0, 3.0]))
     fused = model.kicked(q, p, 0.013)
     plain = jax.tree.map(lambda x, a: x + 0.013 * a, p, model.acceleration(q))
     for x, y in zip(fused, plain):
