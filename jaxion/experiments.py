@@ -93,6 +93,9 @@ def _batches(speeds, batch, cost=None, budget=None):
 
 
 METHODS = ("full", "kernel")
+# Speeds per curve of Figs. 4-5 by default, both methods: the paper's 50 (the full lattice at L = 50 takes
+# ~1 h per figure on one core of the 2-core machine, the kernel method 6-27 min).
+PAPER_SPEED_COUNT = 50
 # dt="auto" per method: (largest step in periods, steps per time the ion needs to cross one potential range).
 # full: the 4th-order symplectic solver; its energy error is ~1e-8 at 0.02. kernel: the order-8 convolution
 # quadrature, which must resolve the fastest mode (omega_max = 10 for SimpleCubic(15, 5)) as well as the
@@ -280,7 +283,7 @@ def fig4(widths=PAPER_WIDTHS, impacts=PAPER_IMPACTS, speeds=None, size=50, phi0=
     if quick:
         widths, impacts, size, batch = (1.0,), impacts[:1], min(size, 10), 3
         speeds = paper_speeds(10.0, 40.0, 3) if speeds is None else speeds
-    speeds = paper_speeds(1.0, 80.0, 50) if speeds is None else np.asarray(speeds, dtype=float)
+    speeds = paper_speeds(1.0, 80.0, PAPER_SPEED_COUNT) if speeds is None else np.asarray(speeds, dtype=float)
     lattice = SimpleCubic(k1=k1, k2=k2, spacing=spacing)
     parameters = dict(k1=k1, k2=k2, spacing=spacing, widths=list(widths), impacts=list(impacts), phi0=phi0, mu=1.0,
                       size=size, speeds=speeds, method=method, batch=batch, quick=quick, options=options)
@@ -316,7 +319,7 @@ def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size
     if quick:
         configurations, widths, size, batch = configurations[:1], (1.0,), min(size, 10), 3
         speeds = paper_speeds(10.0, 40.0, 3) if speeds is None else speeds
-    speeds = paper_speeds(1.0, 80.0, 50) if speeds is None else np.asarray(speeds, dtype=float)
+    speeds = paper_speeds(1.0, 80.0, PAPER_SPEED_COUNT) if speeds is None else np.asarray(speeds, dtype=float)
     lattice = SimpleCubic(k1=k1, k2=k2, spacing=spacing)
     start = (spacing / 2.0, spacing / 2.0)
     parameters = dict(k1=k1, k2=k2, spacing=spacing, configurations=list(configurations), widths=list(widths),
@@ -332,17 +335,12 @@ def fig5(configurations=("face", "cell"), widths=PAPER_WIDTHS, speeds=None, size
     return _loss_figure("fig5", parameters, cases, out, progress, 6 if quick else 60)
 
 
-# Speeds per curve of the notebooks' runs: the full lattice at what 2 cores afford (~25 min per figure at
-# L = 50), the kernel method at the paper's 50.
-DEFAULT_SPEED_COUNT = {"full": 16, "kernel": 50}
-
-
 def results_dir(out, method="full", quick=False, speed_count=None):
     """Where the notebooks keep a cubic figure's results: ``out``, then ``quick/`` for ``--quick``,
-    ``kernel/`` for the kernel method and ``speeds<n>/`` for a speed count other than the method's
-    default (``DEFAULT_SPEED_COUNT``), so that no setting overwrites another's results."""
+    ``kernel/`` for the kernel method and ``speeds<n>/`` for a speed count other than the paper's
+    (``PAPER_SPEED_COUNT``), so that no setting overwrites another's results."""
     path = Path(out) / ("quick" if quick else "") / ("kernel" if _require_method(method) == "kernel" else "")
-    if speed_count is not None and speed_count != DEFAULT_SPEED_COUNT[method]:
+    if speed_count is not None and speed_count != PAPER_SPEED_COUNT:
         path = path / f"speeds{speed_count}"
     return path
 
@@ -361,10 +359,9 @@ def cubic_figure_from_command_line(figure, out, argv=None):
     parser.add_argument("--method", choices=METHODS, default="full",
                         help="full: every mass integrated; kernel: the same lattice integrated out exactly (fast)")
     parser.add_argument("--speeds", type=int, default=None,
-                        help="simulated speeds per curve, log-spaced from 1 to 80 (default: 16 full, 50 kernel, "
-                             "the paper's 50)")
+                        help=f"simulated speeds per curve, log-spaced from 1 to 80 (default: the paper's {PAPER_SPEED_COUNT})")
     args, _ = parser.parse_known_args(argv)
-    count = DEFAULT_SPEED_COUNT[args.method] if args.speeds is None else args.speeds
+    count = PAPER_SPEED_COUNT if args.speeds is None else args.speeds
     count = None if args.quick else count
     out_dir = results_dir(out, args.method, args.quick, count)
     speeds = None if args.quick else paper_speeds(1.0, 80.0, count)
