@@ -328,6 +328,22 @@ def test_fused_kick_equals_acceleration_route(solver, monkeypatch):
     np.testing.assert_allclose(ours.position, reference.ys[0][1], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_written_positions_are_bitwise_unchanged(dtype):
+    """The division that makes XLA write a Runge-Kutta stage's positions once (``full._written``)
+    changes no bit, in either precision, over magnitudes from 1e-30 to 1e30 and signed zeros
+    (exact: ``x / 1``). Subnormals are left out: XLA:CPU flushes them to zero in every arithmetic
+    operation (``x + 0 y`` too), so the division adds nothing there."""
+    values = jnp.asarray(np.concatenate([np.geomspace(1e-30, 1e30, 61), -np.geomspace(1e-30, 1e30, 61), [0.0, -0.0]]), dtype)
+    halo = (values, -values, values[::-1])
+    sigma = jnp.array([0.1, 0.2, 0.3], dtype)
+    written, same_sigma = jax.jit(full._written)((halo, sigma))
+    for before, after in zip(halo, written):
+        assert after.dtype == before.dtype
+        np.testing.assert_array_equal(np.asarray(after).view(np.uint8), np.asarray(before).view(np.uint8))
+    assert same_sigma is not None and bool(jnp.all(same_sigma == sigma))
+
+
 def test_linear_dense_output_equals_diffrax_linear_interpolation():
     """The symplectic solvers' dense output (both weights, nothing hoistable) against diffrax's
     ``LocalLinearInterpolation`` at points inside the step and over a sub-interval (rounding, 1e-15)."""
