@@ -371,11 +371,12 @@ def cubic_figure_from_command_line(figure, out, argv=None):
 def full_and_kernel(figure, data, out):
     """This run's ``data`` with the other method's saved results of the same figure, as ``(full, kernel)``
     (the arguments of ``jaxion.plotting.fig4`` / ``fig5`` and of :func:`write_agreement`): the other is
-    ``figure.json`` in its default folder (:func:`results_dir`, same quick setting), used when it exists
-    and has the same lattice side; else ``(data, None)``."""
+    ``figure.json`` in its folder for the same quick setting and number of speeds (:func:`results_dir`),
+    used when it exists and has the same lattice side; else ``(data, None)``."""
     parameters = data["parameters"]
-    method = parameters.get("method", "full")
-    path = results_dir(out, "kernel" if method == "full" else "full", parameters.get("quick", False))
+    method, quick = parameters.get("method", "full"), parameters.get("quick", False)
+    count = None if quick else len(parameters["speeds"])
+    path = results_dir(out, "kernel" if method == "full" else "full", quick, count)
     saved = json.loads((path / f"{figure}.json").read_text()) if (path / f"{figure}.json").exists() else None
     if saved is None or saved["parameters"]["size"] != parameters["size"]:
         return data, None

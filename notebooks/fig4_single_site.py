@@ -16,7 +16,8 @@
 # With `--quick`: one width, 3 speeds, L = 10 (a smoke run: such a small box is far from the
 # infinite lattice at low speed, see `finite_size.py`). With `--method kernel`: the same periodic
 # lattice integrated out exactly into a memory kernel on the interacting mass (`jaxion.kernel`),
-# minutes instead of hours, at the paper's 50 speeds; results in `results/.../kernel/`.
+# minutes instead of an hour; results in `results/.../kernel/`. Both run the paper's 50 speeds per
+# curve; `--speeds N` runs N instead (results in `speedsN/`).
 
 # %%
 from pathlib import Path
