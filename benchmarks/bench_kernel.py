@@ -17,8 +17,8 @@
   with a step-halving self-convergence check of the final state.
 
 ``--quick`` runs tiny sizes (L <= 12, tau <= 2) as a smoke test. Results: benchmarks/results/kernel.json
-(``kernel_quick.json`` with ``--quick``)
-(``--construction-only``: only the two construction parts, into kernel_construction.json).
+(``kernel_quick.json`` with ``--quick``; ``--construction-only``: only the two construction parts, into
+kernel_construction.json or kernel_construction_quick.json).
 """
 
 import argparse
@@ -95,8 +95,8 @@ def main():
             print(f"kernel L={size} t1={t1}: {seconds:.2f} s", flush=True)
     fig6_kernel = fig6_construction(system, (12,) if quick else (32, 100), 1e-3, 2.0 if quick else 30.0)
     if args.construction_only:
-        path = write_json("kernel_construction_quick" if quick else "kernel_construction", {"quick": quick, "construction": construction,
-                                                  "fig6_construction": fig6_kernel})
+        name = "kernel_construction_quick" if quick else "kernel_construction"
+        path = write_json(name, {"quick": quick, "construction": construction, "fig6_construction": fig6_kernel})
         print("wrote", path)
         return
 
@@ -143,8 +143,9 @@ def main():
         print(f"Fig. 6 {label}: kernel {seconds:.2f} s, integration {timing['median']:.2f} s, "
               f"final z {entry['final_z']:.6f}", flush=True)
 
-    path = write_json("kernel_quick" if quick else "kernel", {"quick": quick, "construction": construction, "fig6_construction": fig6_kernel,
-                                 "absorbing": absorbing, "integration": integration, "fig6": fig6})
+    path = write_json("kernel_quick" if quick else "kernel",
+                      {"quick": quick, "construction": construction, "fig6_construction": fig6_kernel,
+                       "absorbing": absorbing, "integration": integration, "fig6": fig6})
     print("wrote", path)
 
 

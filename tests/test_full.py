@@ -299,8 +299,8 @@ def test_fused_kick_equals_acceleration_route(solver, monkeypatch):
     ``simulate`` through the fused kick against diffrax stepping the same solver on terms that
     offer no fused kick (same operations in another order: 1e-12 over 100 steps). ``simulate``
     must reach the fused kick (Blanes-Moan's inner stages) through the ``WrapTerm`` diffeqsolve
-    puts around every term: its uses are counted at trace time (this lattice is built nowhere else, so the solve is traced
-    afresh)."""
+    puts around every term: its uses are counted at trace time (this lattice is built nowhere
+    else, so the solve is traced afresh)."""
     lattice = Lattice([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, -1)], k_long=[15, 14, 13, 5, 4],
                       k_trans=[1, 2, 0.5, 0.3, 0.2], confinement=[0.5, 1.0, 2.0], mass=1.7)
     system = System(lattice, Gaussian(0.5, 0.5), sites=[(0, 0, 0), (0, 0, 1)], mass=PIN_XY)
@@ -341,7 +341,7 @@ def test_written_positions_are_bitwise_unchanged(dtype):
     for before, after in zip(halo, written):
         assert after.dtype == before.dtype
         np.testing.assert_array_equal(np.asarray(after).view(np.uint8), np.asarray(before).view(np.uint8))
-    assert same_sigma is not None and bool(jnp.all(same_sigma == sigma))
+    assert bool(jnp.all(same_sigma == sigma))
 
 
 def test_linear_dense_output_equals_diffrax_linear_interpolation():
