@@ -1,6 +1,11 @@
-"""Generate the README benchmark table from ``benchmarks/results/*.json``.
+"""Generate the benchmark table from ``benchmarks/results/*.json``.
 
-    python benchmarks/report.py [--results DIR] [--readme README.md] [--print]
+    python benchmarks/report.py [--results DIR] [--out DIR] [--print] [--write-docs [--docs FILE]]
+
+By default the table is printed (its headline part) and written whole to
+``out/benchmarks/benchmarks.md`` (git-ignored), so running this leaves ``git status`` clean.
+``--print`` prints the whole table and writes nothing. ``--write-docs`` is the explicit way to
+refresh the committed record: it rewrites the table in ``docs/benchmarks.md`` (never the README).
 
 Every timing in a result file is a dict with ``median`` (and ``min``/``max``, optionally
 ``unit``, default seconds) somewhere inside the JSON; bare numbers are reported when their key
@@ -8,8 +13,9 @@ says what they are: a ratio or speed-up (``ratio``, ``speedup``, ``bound``), sec
 ``..._bytes_per_second`` (GB/s) or ``..._bytes`` (GiB). Entries of lists are named by their
 ``name``/``label`` or identifying fields (``size``, ``dtype``, ``solver``, ...). A file's ``machine`` entry
 (``benchmarks/_common.machine_info()``) names the machine; results measured on a GPU go in
-their own column. The table replaces whatever is between ``<!-- bench:start -->`` and
-``<!-- bench:end -->`` in the README, so it is never typed by hand.
+their own column. With ``--write-docs`` the table replaces whatever is between
+``<!-- bench:start -->`` and ``<!-- bench:end -->`` in ``docs/benchmarks.md``, so it is never typed
+by hand.
 """
 
 import argparse
@@ -18,6 +24,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+OUT = ROOT / "out" / "benchmarks"  # git-ignored
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 RATIO_WORDS = ("ratio", "speedup", "speed_up", "bound")
 SKIP_KEYS = {"machine", "parameters", "config", "versions", "quick"}
@@ -158,32 +167,62 @@ def table(rows, machines):
     return "\n".join(lines)
 
 
-def rewrite(readme, text):
-    """Replace the marked section of ``readme`` with ``text``; ``ValueError`` if the markers are missing."""
-    content = Path(readme).read_text()
-    if START not in content or END not in content or content.index(START) > content.index(END):
-        raise ValueError(f"{readme} needs the markers {START} and {END} (in that order)")
-    head, rest = content.split(START, 1)
-    _, tail = rest.split(END, 1)
-    Path(readme).write_text(f"{head}{START}\n{text}\n{END}{tail}")
+def rewrite(document, text):
+    """Replace the marked section of ``document`` with ``text``; ``ValueError`` if the markers are
+    missing or the document is a README (the front page never holds the generated table)."""
+    document = Path(document)
+    if document.name.lower() == "readme.md":
+        raise ValueError(f"{document}: the benchmark table goes into docs/benchmarks.md, never the README")
+    if not document.exists():
+        raise ValueError(f"{document} does not exist")
+    lines = document.read_text().splitlines(keepends=True)
+    # the markers count only on lines of their own, so prose that names them is left alone
+    starts = [i for i, line in enumerate(lines) if line.strip() == START]
+    ends = [i for i, line in enumerate(lines) if line.strip() == END]
+    if len(starts) != 1 or len(ends) != 1 or starts[0] > ends[0]:
+        raise ValueError(f"{document} needs the markers {START} and {END} once each, on lines of their own, "
+                         "in that order")
+    head, tail = "".join(lines[: starts[0]]), "".join(lines[ends[0] + 1:])
+    document.write_text(f"{head}{START}\n{text}\n{END}\n{tail}")
+
+
+def headline(text):
+    """The table without its collapsed ``<details>`` block of every measurement."""
+    return text.split("\n\n<details>", 1)[0]
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default=str(HERE / "results"))
-    parser.add_argument("--readme", default=str(HERE.parent / "README.md"))
-    parser.add_argument("--print", action="store_true", help="print the table instead of rewriting the README")
+    parser.add_argument("--results", default=str(HERE / "results"),
+                        help="folder of the benchmarks' JSON (default: benchmarks/results)")
+    parser.add_argument("--out", default=str(OUT),
+                        help="folder for the generated table, benchmarks.md (default: out/benchmarks, git-ignored)")
+    parser.add_argument("--print", action="store_true", help="print the whole table and write nothing")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="rewrite the committed table in docs/benchmarks.md (between its markers)")
+    parser.add_argument("--docs", default=str(DOCS), help="the page --write-docs rewrites (default: docs/benchmarks.md)")
     args = parser.parse_args(argv)
+    if not Path(args.results).is_dir():
+        print(f"report: error: no results folder {args.results}", file=sys.stderr)
+        return 2
     text = table(*collect(args.results))
     if args.print:
         print(text)
         return 0
-    try:
-        rewrite(args.readme, text)
-    except ValueError as error:
-        print(f"report: error: {error}", file=sys.stderr)
-        return 2
-    print(f"report: wrote the benchmark table into {args.readme}")
+    if args.write_docs:
+        try:
+            rewrite(args.docs, text)
+        except ValueError as error:
+            print(f"report: error: {error}", file=sys.stderr)
+            return 2
+        print(f"report: wrote the benchmark table into {args.docs}")
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmarks.md").write_text(text + "\n")
+    print(headline(text))
+    print(f"\nreport: wrote the whole table into {out / 'benchmarks.md'} "
+          f"(docs/benchmarks.md is rewritten only with --write-docs)")
     return 0
 
 

@@ -17,7 +17,7 @@ from .dissipation import (  # noqa: E402
     recoil_matrix,
 )
 from .elastic import ElasticContinuum, cubic_voigt  # noqa: E402
-from .fitting import FitResult, fit, fit_multistart, sample_starts  # noqa: E402
+from .fitting import FitResult, FitWarning, fit, fit_multistart, sample_starts  # noqa: E402
 from .full import FullLattice  # noqa: E402
 from .kernel import AbsorbingBoundary, MemoryKernel, memory_kernel  # noqa: E402
 from .lattice import Chain, Lattice, SimpleCubic  # noqa: E402
@@ -25,7 +25,16 @@ from .local import LocalDynamics  # noqa: E402
 from .materials import MaterialInfo, load_materials, material_info  # noqa: E402
 from .potentials import AbstractPairPotential, Gaussian, PairFunction, PairSum, Yukawa  # noqa: E402
 from .screening import DragRanking, drag_measure, friction_tensor, rank_by_drag  # noqa: E402
-from .simulation import NonFiniteTrajectoryError, SinglePass, Trajectory, simulate, single_pass  # noqa: E402
+from .simulation import (  # noqa: E402
+    EnergyDriftWarning,
+    IncompletePassError,
+    NonFiniteTrajectoryError,
+    PrecisionWarning,
+    SinglePass,
+    Trajectory,
+    simulate,
+    single_pass,
+)
 from .solvers import BlanesMoan, SymplecticComposition, VelocityVerlet  # noqa: E402
 from .system import System  # noqa: E402
 from .units import UnitSystem, spring_lattice_recoil  # noqa: E402
@@ -72,5 +81,9 @@ __all__ = [
     "simulate",
     "single_pass",
     "NonFiniteTrajectoryError",
+    "EnergyDriftWarning",
+    "FitWarning",
+    "IncompletePassError",
+    "PrecisionWarning",
     "spring_lattice_recoil",
 ]

@@ -1,10 +1,28 @@
-"""Input validation at the API boundary.
+"""Input validation at the API boundary, eagerly and under ``jax.jit``, ``jax.vmap`` and ``jax.grad``.
 
-Checks run only on concrete values: inside ``jax.jit``, ``jax.grad`` or ``jax.vmap`` the
-fields are tracers and the checks are skipped, so validated constructors stay traceable.
+Two kinds of check:
+
+* ``require_*``: options that fix shapes or run lengths (sizes, step counts, names). They must be
+  concrete, and raise ``ValueError`` at once; on traced values they are skipped.
+* problems: ``(pred, message, value)`` triples built with ``jnp`` (:func:`positive`,
+  :func:`finite`, :func:`problem`), so they can be evaluated on traced parameters. :func:`enforce`
+  raises ``ValueError(message)`` when the predicates are concrete (eager calls, and ``jax.grad``
+  outside ``jit``), and otherwise threads an ``equinox.error_if`` onto the value it returns: the
+  compiled program then stops with the same message (``jax.errors.JaxRuntimeError`` under
+  ``jax.jit``, ``equinox.EquinoxRuntimeError`` under ``eqx.filter_jit`` or a bare ``jax.vmap``;
+  under ``vmap`` it fires when any member fails). The check is kept alive under ``jit(grad)``
+  too: the tangent is scaled by a checked one, so the backward pass depends on the check.
+
+Models say what makes them invalid in a ``problems()`` method; ``__check_init__`` enforces it on
+concrete fields, and each entry point enforces it again on the (possibly traced) model it is
+given, with a ``lax.cond`` on a few scalars per call (not per step).
 """
 
+import functools
+
+import equinox as eqx
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -19,25 +37,121 @@ def as_numpy(value):
     return np.asarray(value, dtype=np.float64)
 
 
+# ----------------------------------------------------------------------------- traceable problems
+
+
+def problem(pred, message, value=None):
+    """A problem: boolean array ``pred`` (any entry ``True`` is a failure), its ``message`` and,
+    for the eager error only, the offending ``value``."""
+    return pred, message, value
+
+
+def _numerics(value):
+    """NumPy for concrete values (no JAX dispatch in eager checks), ``jax.numpy`` for traced ones."""
+    return np if is_concrete(value) else jnp
+
+
+def positive(name, value, allow_zero=False, allow_inf=False):
+    """Problem: an entry of ``value`` is NaN, not positive (or negative if ``allow_zero``), or
+    infinite unless ``allow_inf``."""
+    xp = _numerics(value)
+    value = xp.asarray(value)
+    bad = ~(value >= 0) if allow_zero else ~(value > 0)
+    if not allow_inf:
+        bad = bad | xp.isinf(value)
+    allowed = "non-negative" if allow_zero else "positive"
+    return problem(bad, f"{name} must be {allowed}{'' if allow_inf else ' and finite'} (not NaN)", value)
+
+
+def finite(name, value):
+    """Problem: an entry of ``value`` is NaN or infinite."""
+    xp = _numerics(value)
+    value = xp.asarray(value)
+    return problem(~xp.isfinite(value), f"{name} must be finite (no NaN or inf)", value)
+
+
+def _flags(problems):
+    """``(P,)`` booleans: does problem ``p`` fail anywhere."""
+    preds = [pred for pred, _, _ in problems]
+    xp = _numerics(preds)
+    return xp.stack([xp.any(xp.asarray(pred)) for pred in preds])
+
+
+def _thread(x, flags, messages):
+    """``x`` with a run-time error on the first failing flag."""
+    return eqx.branched_error_if(x, jnp.any(flags), jnp.argmax(flags), messages)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _guard(x, flags, messages):
+    return _thread(x, flags, messages)
+
+
+@_guard.defjvp
+def _guard_jvp(messages, primals, tangents):
+    x, flags = primals
+    tx, _ = tangents
+    one = _thread(jnp.ones(()), flags, messages)
+
+    def scaled(t):
+        return t * one.astype(t.dtype) if jnp.issubdtype(t.dtype, jnp.inexact) else t
+
+    return _thread(x, flags, messages), jax.tree_util.tree_map(scaled, tx)
+
+
+def enforce(x, problems):
+    """Return ``x`` (a pytree of arrays, or ``None`` for an eager-only check) after checking ``problems``.
+
+    Concrete predicates: ``ValueError`` with the first failing message (and its value). Traced
+    ones: ``x`` comes back through ``equinox.error_if``, so using the returned value makes the
+    compiled program raise the same message at run time. Traced predicates with ``x=None`` cannot
+    be checked and pass.
+    """
+    problems = [p for p in problems if p is not None]
+    if not problems:
+        return x
+    with jax.ensure_compile_time_eval():
+        flags = _flags(problems)
+    if is_concrete(flags):
+        bad = np.asarray(flags)
+        if np.any(bad):
+            _, message, value = problems[int(np.argmax(bad))]
+            shown = "" if value is None or not is_concrete(value) else f", got {np.asarray(value)}"
+            raise ValueError(message + shown)
+        return x
+    if x is None:
+        return x
+    dynamic, static = eqx.partition(x, eqx.is_array)
+    checked = _guard(dynamic, flags, tuple(message for _, message, _ in problems))
+    return eqx.combine(checked, static)
+
+
+def problems_of(*modules):
+    """The ``problems()`` of each module, evaluated at once where its fields are concrete (even
+    inside a trace, so a closed-over valid model costs nothing at run time)."""
+    with jax.ensure_compile_time_eval():
+        return [item for module in modules for item in module.problems()]
+
+
+def checked(module, *extra):
+    """``module`` with its own ``problems()`` and the ``extra`` problems enforced (:func:`enforce`)."""
+    return enforce(module, problems_of(module) + list(extra))
+
+
+# ----------------------------------------------------------------------------- concrete options
+
+
 def require_finite(name, value):
-    """Raise ``ValueError`` if ``value`` has NaN or infinite entries."""
-    if is_concrete(value) and not np.all(np.isfinite(as_numpy(value))):
-        raise ValueError(f"{name} must be finite, got {np.asarray(value)}")
+    """Raise ``ValueError`` if a concrete ``value`` has NaN or infinite entries."""
+    if is_concrete(value):
+        enforce(None, [finite(name, value)])
 
 
 def require_positive(name, value, allow_zero=False, allow_inf=False):
-    """Raise ``ValueError`` unless every entry of ``value`` is positive (or zero / infinite if allowed)."""
-    if not is_concrete(value):
-        return
-    array = as_numpy(value)
-    if np.any(np.isnan(array)):
-        raise ValueError(f"{name} must not be NaN, got {array}")
-    if not allow_inf and np.any(np.isinf(array)):
-        raise ValueError(f"{name} must be finite, got {array}")
-    bad = array < 0 if allow_zero else array <= 0
-    if np.any(bad):
-        allowed = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be {allowed}, got {array}")
+    """Raise ``ValueError`` unless every entry of a concrete ``value`` is positive (or zero /
+    infinite if allowed); NaN always fails."""
+    if is_concrete(value):
+        enforce(None, [positive(name, value, allow_zero, allow_inf)])
 
 
 def require_shape(name, value, shape):

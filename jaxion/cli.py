@@ -7,15 +7,21 @@
     jaxion bench [--quick]
 
 Bad arguments end with exit code 2 and a one-line message (argparse's, or ``jaxion: error: ...``
-for a ``ValueError`` raised by the library), never a traceback.
+for a ``ValueError`` raised by the library), never a traceback; every argument is checked before
+any work starts. A run that fails physically (a non-finite integration) ends with exit code 1 and
+one line. SIGINT (Ctrl-C) and SIGTERM stop a run cleanly: the partial results are saved (figures:
+``figN.partial.json``, strict JSON) and earlier complete files are left as they were; the exit
+code is 130 (SIGINT) or 143 (SIGTERM).
 """
 
 import argparse
 import csv
-import json
+import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,11 +52,20 @@ def _positive(kind):
 
 
 def _write_json(path, payload):
-    from .experiments import _jsonable
+    from .experiments import write_json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(payload), indent=1))
-    return path
+    return write_json(path, payload)
+
+
+def _output_dir(text):
+    """``--out``: a directory that exists or can be created, and is writable."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"--out must be a directory, but {text!r} is a file")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"--out {text!r} is not writable")
+    return text
 
 
 def _machine():
@@ -168,10 +183,12 @@ def loss(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"loss_{args.lattice}_{args.method}"
-    with open(out / f"{stem}.csv", "w", newline="") as handle:
+    temporary = out / f".{stem}.csv.tmp"
+    with open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["speed", "loss"])
         writer.writerows(zip(speeds.tolist(), losses.tolist()))
+    os.replace(temporary, out / f"{stem}.csv")
     parameters = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
     _write_json(out / f"{stem}.json", dict(parameters=parameters, speed=speeds, loss=losses))
     print(f"{'speed':>12} {'loss':>14}")
@@ -196,7 +213,7 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,figure,loss,bench}")
 
     p = commands.add_parser("demo", help="reproduce Fig. 2 (chain) and the 3D low-speed limit in a few minutes")
-    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.add_argument("--out", type=_output_dir, default="out", help="output directory (default: out)")
     p.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
     p.set_defaults(func=demo)
 
@@ -204,7 +221,7 @@ def build_parser():
     p.add_argument("number", type=int, choices=(2, 4, 5, 6))
     p.add_argument("--size", type=_positive(int), help="lattice side L (chain: number of masses)")
     p.add_argument("--quick", action="store_true", help="few speeds, small lattice")
-    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.add_argument("--out", type=_output_dir, default="out", help="output directory (default: out)")
     p.set_defaults(func=figure)
 
     p = commands.add_parser("loss", help="single-pass loss versus speed for given parameters")
@@ -222,7 +239,7 @@ def build_parser():
                         help="N log-spaced speeds from A to B (default 1 80 20)")
     p.add_argument("--method", choices=("perturbative", "low-speed", "closed-form", "full"), default="perturbative")
     p.add_argument("--size", type=_positive(int), help="lattice side for --method full (cubic 16, chain 100)")
-    p.add_argument("--out", default="out", help="output directory (default: out)")
+    p.add_argument("--out", type=_output_dir, default="out", help="output directory (default: out)")
     p.set_defaults(func=loss)
 
     p = commands.add_parser("bench", help="run the benchmark suite (source checkout)")
@@ -231,18 +248,52 @@ def build_parser():
     return parser
 
 
+class _Stop(KeyboardInterrupt):
+    """SIGINT or SIGTERM, raised in the main thread between Python operations."""
+
+
+def _stop(signum, frame):
+    """Signal handler: ignore further signals (the partial results are being saved), then stop."""
+    for name in ("SIGINT", "SIGTERM"):
+        signal.signal(getattr(signal, name), signal.SIG_IGN)
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _one_line(error):
+    return " ".join(str(error).split("\n")[0].split()) or type(error).__name__
+
+
 def main(argv=None):
-    """Entry point; returns the exit status (2 for bad arguments)."""
+    """Entry point; returns the exit status (2 for bad arguments, 1 for a failed run, 130 / 143 when
+    stopped by SIGINT / SIGTERM)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .simulation import IncompletePassError, NonFiniteTrajectoryError
+
+    handlers = _install(_stop)
     try:
         return args.func(args)
     except ValueError as error:
-        print(f"jaxion: error: {error}", file=sys.stderr)
+        print(f"jaxion: error: {_one_line(error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("jaxion: interrupted (results written so far are kept)", file=sys.stderr)
-        return 130
+    except (NonFiniteTrajectoryError, IncompletePassError) as error:
+        print(f"jaxion: failed: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as stop:
+        name = str(stop) if isinstance(stop, _Stop) else "SIGINT"
+        print(f"jaxion: stopped by {name}; figure runs keep what they finished in *.partial.json, and earlier "
+              "complete files are unchanged", file=sys.stderr)
+        return 128 + int(getattr(signal, name))
+    finally:
+        for name, handler in handlers.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _install(handler):
+    """Install ``handler`` for SIGINT and SIGTERM (main thread only); returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {name: signal.signal(getattr(signal, name), handler) for name in ("SIGINT", "SIGTERM")}
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ def recoil_matrix(framework, n_theta=64, n_phi=128):
     Returns:
         ``(3, 3)`` symmetric positive-definite matrix.
     """
+    if hasattr(framework, "problems"):
+        framework = _checks.checked(framework)
     directions, weights = sphere_rule(n_theta, n_phi)
     return jnp.einsum("p,pij->ij", jnp.asarray(weights), framework.recoil_density(jnp.asarray(directions)))
 
@@ -70,7 +72,7 @@ def drag_tensor(system, sigma):
     sigma = jnp.asarray(sigma, dtype=float)
     if sigma.ndim == 0 or sigma.shape[-1] != 3:
         raise ValueError(f"sigma must have shape (..., 3), got {sigma.shape}")
-    _checks.require_finite("sigma", sigma)
+    system, sigma = _checks.enforce((system, sigma), _checks.problems_of(system) + [_checks.finite("sigma", sigma)])
     return _drag(system, recoil_matrix(system.lattice), sigma.reshape(-1, 3)).reshape(sigma.shape + (3,))
 
 
@@ -98,8 +100,7 @@ def loss_low_speed(system, speed, start, n_panels=48, order=8):
     Returns:
         loss with the shape of ``speed``.
     """
-    _require_system(system)
-    speed, start = _check_pass(speed, start)
+    system, speed, start = _check_pass(system, speed, start)
     return speed * _drag_line_integral(system, recoil_matrix(system.lattice), start, n_panels, order)
 
 
@@ -145,8 +146,7 @@ def loss_perturbative(
     Returns:
         loss with the shape of ``speed``.
     """
-    _require_system(system)
-    speed, start = _check_pass(speed, start)
+    system, speed, start = _check_pass(system, speed, start)
     if n_radial is None:
         n_radial = 32 if system.lattice.dim == 3 else 96
     flat = speed.reshape(-1)
@@ -217,9 +217,10 @@ def loss_chain_closed_form(chain, potential, speed, s):
             "use loss_perturbative for other potentials"
         )
     speed = jnp.asarray(speed, dtype=float)
-    _checks.require_positive("speed", speed)
     s = jnp.asarray(s, dtype=float)
-    _checks.require_finite("impact parameter s", s)
+    problems = _checks.problems_of(chain, potential)
+    problems += [_checks.positive("speed", speed), _checks.finite("impact parameter s", s)]
+    chain, potential, speed, s = _checks.enforce((chain, potential, speed, s), problems)
     return _chain_closed_form(chain, potential, speed, s)
 
 
@@ -248,14 +249,16 @@ def _require_system(system):
         )
 
 
-def _check_pass(speed, start):
-    """Validate and convert ``speed`` (positive, any shape) and ``start`` (``(2,)``)."""
+def _check_pass(system, speed, start):
+    """``(system, speed, start)`` validated (eagerly, or by run-time errors when traced): a valid
+    system, positive finite speeds (any shape), a finite ``(2,)`` start whose straight path avoids
+    singular sites (:meth:`~jaxion.system.System.path_problem`)."""
+    _require_system(system)
     speed = jnp.asarray(speed, dtype=float)
-    _checks.require_positive("speed", speed)
     start = jnp.asarray(start, dtype=float)
     _checks.require_shape("start (the transverse position (x0, y0))", start, (2,))
-    _checks.require_finite("start", start)
-    return speed, start
+    problems = _checks.problems_of(system) + [_checks.positive("speed", speed), _checks.finite("start", start)]
+    return _checks.enforce((system, speed, start), problems + [system.path_problem(start)])
 
 
 def _spectrum_bounds(lattice):

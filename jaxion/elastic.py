@@ -69,22 +69,30 @@ class ElasticContinuum(eqx.Module):
         self.voigt = jnp.asarray(voigt, dtype=float)
 
     def __check_init__(self):
-        _checks.require_positive("density (kg/m^3)", self.density)
         _checks.require_shape("voigt", self.voigt, (6, 6))
-        _checks.require_finite("voigt", self.voigt)
         if not _checks.is_concrete(self.voigt):
             return
         voigt = _checks.as_numpy(self.voigt)
         scale = np.max(np.abs(voigt))
-        if not np.allclose(voigt, voigt.T, rtol=0.0, atol=1e-10 * scale):
+        if np.all(np.isfinite(voigt)) and not np.allclose(voigt, voigt.T, rtol=0.0, atol=1e-10 * scale):
             raise ValueError(f"the Voigt matrix must be symmetric, got\n{voigt}")
-        eigenvalues = np.linalg.eigvalsh(voigt)
-        if eigenvalues[0] <= 1e-12 * scale:
-            raise ValueError(
+        if _checks.is_concrete(self):
+            _checks.checked(self)
+
+    def problems(self):
+        """What makes the continuum invalid (traceable): a non-positive density, a non-finite Voigt
+        matrix, or one that is not positive definite (Born stability criterion)."""
+        smallest = jnp.linalg.eigvalsh(0.5 * (self.voigt + self.voigt.T))[0]
+        return [
+            _checks.positive("density (kg/m^3)", self.density),
+            _checks.finite("voigt", self.voigt),
+            _checks.problem(
+                ~(smallest > 1e-12 * jnp.max(jnp.abs(self.voigt))),
                 "the elastic tensor is mechanically unstable (Born criterion: the Voigt matrix must be "
-                f"positive definite), smallest eigenvalue {eigenvalues[0]:.4g} GPa; for cubic constants "
-                "this needs c11 > |c12|, c11 + 2 c12 > 0 and c44 > 0"
-            )
+                "positive definite); for cubic constants this needs c11 > |c12|, c11 + 2 c12 > 0 and c44 > 0",
+                smallest,
+            ),
+        ]
 
     @classmethod
     def isotropic(cls, density, bulk, shear):

@@ -3,7 +3,10 @@
 Each ``figN`` function runs one figure's protocol and returns a plain dict: ``"parameters"``
 (everything needed to rerun it) and ``"curves"`` (one dict of NumPy arrays per curve: the speeds,
 the simulated single-pass losses and the theory lines). With ``out`` set, the dict is also written
-to ``out/figN.json`` after every finished batch of speeds, so an interrupted run keeps what it did.
+to ``out/figN.partial.json`` after every finished batch of speeds, so an interrupted run keeps what
+it did, and renamed to ``out/figN.json`` when the figure is complete: an earlier complete result is
+never overwritten by an unfinished run. Files are strict JSON (``null`` for missing values, see
+:func:`write_json`); every case is validated (box sizes, parameters) before any work starts.
 ``quick=True`` selects a small setting (few speeds and widths, a small lattice) that runs in
 seconds; the defaults are the paper's grids.
 
@@ -25,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import dissipation
-from .full import FullLattice
+from .full import FullLattice, require_box
 from .lattice import Chain, SimpleCubic
 from .potentials import Gaussian
 from .simulation import pass_geometry, simulate, single_pass
@@ -46,36 +49,76 @@ def paper_speeds(lowest, highest, count):
 
 
 class _Recorder:
-    """Keeps a figure's data and rewrites ``out/name.json`` whenever a piece of it is finished."""
+    """Keeps a figure's data and rewrites ``out/name.partial.json`` whenever a piece of it is finished;
+    :meth:`finish` writes ``out/name.json`` and removes the partial file. Used as a context manager,
+    an exception or interrupt (``KeyboardInterrupt``, or SIGTERM turned into one by the command line)
+    saves the partial file marked ``"interrupted"`` before it propagates."""
 
     def __init__(self, name, parameters, out):
         self.data = {"figure": name, "parameters": parameters, "curves": [], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         self.path = None if out is None else Path(out) / f"{name}.json"
+        self.partial = None if out is None else Path(out) / f"{name}.partial.json"
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if kind is not None:
+            self.data["interrupted"] = f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {kind.__name__} {error or ''}".strip()
+            self.save()
+
     def save(self):
-        if self.path is None:
-            return
-        temporary = self.path.with_suffix(".json.part")
-        temporary.write_text(json.dumps(_jsonable(self.data), indent=1))
-        os.replace(temporary, self.path)
+        if self.partial is not None:
+            write_json(self.partial, self.data)
 
     def finish(self):
         self.data["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.save()
+        if self.path is not None:
+            write_json(self.path, self.data)
+            self.partial.unlink(missing_ok=True)
         return self.data
 
 
 def _jsonable(value):
-    """NumPy/JAX arrays and scalars -> lists and floats (``nan`` and ``inf`` kept as JSON extensions)."""
+    """NumPy/JAX arrays and scalars -> lists and floats, with ``nan`` and ``inf`` as ``None`` (strict JSON)."""
     if isinstance(value, dict):
         return {str(key): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     if hasattr(value, "tolist"):
-        return np.asarray(value).tolist()
+        return _jsonable(np.asarray(value).tolist())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
     return value
+
+
+def write_json(path, payload):
+    """Write ``payload`` as strict JSON (no ``NaN`` tokens: non-finite numbers become ``null``) to a
+    temporary file renamed onto ``path``, so ``path`` always holds a complete file. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(_jsonable(payload), indent=1, allow_nan=False))
+    os.replace(temporary, path)
+    return path
+
+
+def _restored(value):
+    """Inverse of :func:`_jsonable` for numbers: ``None`` inside a list of numbers becomes ``nan``."""
+    if isinstance(value, dict):
+        return {key: _restored(item) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [_restored(item) for item in value]
+        numeric = items and all(item is None or isinstance(item, (int, float)) for item in items)
+        return [float("nan") if item is None else item for item in items] if numeric else items
+    return value
+
+
+def read_json(path):
+    """A file written by :func:`write_json`, with missing numbers in numeric lists read back as ``nan``."""
+    return _restored(json.loads(Path(path).read_text()))
 
 
 def _batches(speeds, batch, cost=None, budget=None):
@@ -140,7 +183,7 @@ def pass_step(system, speeds, method="full"):
 def _simulated_losses(system, speeds, start, size, batch, options, progress_bar, method="full"):
     """Single-pass losses on the periodic ``size^3`` lattice at ``speeds`` in batches, by ``method``
     (``"full"``, or ``"kernel"``: the same lattice integrated out exactly); ``nan`` where the ion did
-    not pass.
+    not pass (``SinglePass.completed``).
 
     Default options: ``dt="auto"`` (:func:`pass_step`), for ``"full"`` the 4th-order symplectic solver.
     Batches: at most ``batch`` speeds and, for the kernel, ``BATCH_BUDGET`` speeds x sites x crossing steps."""
@@ -153,8 +196,7 @@ def _simulated_losses(system, speeds, start, size, batch, options, progress_bar,
     for index in _batches(speeds, batch, cost, BATCH_BUDGET[method]):
         result = single_pass(system, jnp.asarray(speeds[index]), start=start, method=method, size=size,
                              **dict(options, dt=step(index)))
-        passed = np.asarray(result.trajectory.position_final[..., 2]) >= float(stop_z) - 1e-6
-        losses[index] = np.where(passed, np.asarray(result.loss), np.nan)
+        losses[index] = np.asarray(result.loss)  # nan where the pass did not complete
         progress_bar.update(len(index))
         yield losses
 
@@ -165,9 +207,10 @@ def _loss_figure(name, parameters, cases, out, progress, line_points):
     theory first and its simulated points as their batches finish. Each theory is evaluated at the
     simulated speeds (key ``eq13`` etc., for comparison) and on ``line_points`` log-spaced speeds
     (``line_speed``, ``eq13_line``, for plots)."""
-    recorder = _Recorder(name, parameters, out)
+    _require_cases(cases)
     total = sum(len(case["speeds"]) for case in cases if case["simulate"])
-    with tqdm(total=total, desc=name, unit="pass", disable=not progress) as bar:
+    with _Recorder(name, parameters, out) as recorder, tqdm(total=total, desc=name, unit="pass",
+                                                            disable=not progress) as bar:
         for case in cases:
             speeds = np.asarray(case["speeds"], dtype=float)
             line = paper_speeds(np.min(speeds), np.max(speeds), line_points)
@@ -186,7 +229,16 @@ def _loss_figure(name, parameters, cases, out, progress, line_points):
             for losses in steps:
                 curve["simulation"] = losses.copy()
                 recorder.save()
-    return recorder.finish()
+        return recorder.finish()
+
+
+def _require_cases(cases):
+    """Every simulated case's box and speeds checked before any work starts (``ValueError``)."""
+    for case in cases:
+        if case["simulate"]:
+            require_box(case["system"], case["size"])
+            if not np.all(np.asarray(case["speeds"], dtype=float) > 0):
+                raise ValueError(f"speeds must be positive, got {np.asarray(case['speeds']).tolist()}")
 
 
 def _validity(system, start, size):
@@ -377,7 +429,7 @@ def full_and_kernel(figure, data, out):
     method, quick = parameters.get("method", "full"), parameters.get("quick", False)
     count = None if quick else len(parameters["speeds"])
     path = results_dir(out, "kernel" if method == "full" else "full", quick, count)
-    saved = json.loads((path / f"{figure}.json").read_text()) if (path / f"{figure}.json").exists() else None
+    saved = read_json(path / f"{figure}.json") if (path / f"{figure}.json").exists() else None
     if saved is None or saved["parameters"]["size"] != parameters["size"]:
         return data, None
     return (data, saved) if method == "full" else (saved, data)
@@ -406,20 +458,22 @@ def fig6(size=100, t1=30.0, phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spa
     velocity = jnp.array([0.0, 0.0, speed])
     parameters = dict(k1=k1, k2=k2, spacing=spacing, phi0=phi0, width=width, speed=speed, size=size, t1=t1,
                       full_solver=full_solver, full_dt=full_dt, local_dt=local_dt, local_c=list(local_c), n_save=n_save)
-    recorder = _Recorder("fig6", parameters, out)
     runs = [("full", None, dict(size=size, dt=full_dt, solver=full_solver, n_save=n_save, progress=progress))]
     runs += [("local", c, dict(c=c, dt=local_dt, n_save=n_save)) for c in local_c]
-    for method, c, options in runs:
-        began = time.perf_counter()
-        trajectory = simulate(system, position, velocity, t1, method=method, **options)
-        trajectory.position.block_until_ready()
-        seconds = time.perf_counter() - began
-        recorder.data["curves"].append(dict(method=method, c=c, seconds=seconds, ts=np.asarray(trajectory.ts),
-                                            position=np.asarray(trajectory.position[:, 2]),
-                                            velocity=np.asarray(trajectory.velocity[:, 2]),
-                                            energy=np.asarray(trajectory.energy)))
-        recorder.save()
-    return recorder.finish()
+    require_box(system, size)
+    with _Recorder("fig6", parameters, out) as recorder:
+        for method, c, options in runs:
+            began = time.perf_counter()
+            trajectory = simulate(system, position, velocity, t1, method=method, **options)
+            trajectory.position.block_until_ready()
+            seconds = time.perf_counter() - began
+            recorder.data["curves"].append(dict(method=method, c=c, seconds=seconds, ts=np.asarray(trajectory.ts),
+                                                position=np.asarray(trajectory.position[:, 2]),
+                                                velocity=np.asarray(trajectory.velocity[:, 2]),
+                                                energy=np.asarray(trajectory.energy),
+                                                energy_drift=float(trajectory.energy_drift)))
+            recorder.save()
+        return recorder.finish()
 
 
 def finite_size(sizes=(8, 12, 16, 24, 32), speed=4.0, width=1.0, s=0.0, phi0=0.01, k1=15.0, k2=5.0, spacing=2.0,
@@ -437,15 +491,18 @@ def finite_size(sizes=(8, 12, 16, 24, 32), speed=4.0, width=1.0, s=0.0, phi0=0.0
     start = (0.0, s)
     parameters = dict(k1=k1, k2=k2, spacing=spacing, phi0=phi0, width=width, s=s, speed=speed, sizes=list(sizes),
                       options=options)
-    recorder = _Recorder("finite_size", parameters, out)
-    reference = float(dissipation.loss_perturbative(system, jnp.asarray(speed), start))
-    curve = dict(size=np.asarray(sizes), simulation=np.full(len(sizes), np.nan), eq13=reference)
-    recorder.data["curves"].append(curve)
-    for i, size in enumerate(tqdm(sizes, desc="finite size", unit="L", disable=not progress)):
-        curve["simulation"][i] = float(single_pass(system, speed, start=start, method="full", size=size, **options).loss)
-        curve["relative_difference"] = curve["simulation"] / reference - 1.0
-        recorder.save()
-    return recorder.finish()
+    for size in sizes:
+        require_box(system, size)
+    with _Recorder("finite_size", parameters, out) as recorder:
+        reference = float(dissipation.loss_perturbative(system, jnp.asarray(speed), start))
+        curve = dict(size=np.asarray(sizes), simulation=np.full(len(sizes), np.nan), eq13=reference)
+        recorder.data["curves"].append(curve)
+        for i, size in enumerate(tqdm(sizes, desc="finite size", unit="L", disable=not progress)):
+            curve["simulation"][i] = float(single_pass(system, speed, start=start, method="full", size=size,
+                                                       **options).loss)
+            curve["relative_difference"] = curve["simulation"] / reference - 1.0
+            recorder.save()
+        return recorder.finish()
 
 
 def low_speed_limit(width=1.0, s=0.0, speeds=None, phi0=0.01, k1=15.0, k2=5.0, spacing=2.0, quick=False):
@@ -476,7 +533,7 @@ def write_agreement(data, theories, out, methods=()):
         if other is not None and other is not data:
             results[other["parameters"].get("method", "full")] = method_agreement(data, other)
     Path(out).mkdir(parents=True, exist_ok=True)
-    (Path(out) / "agreement.json").write_text(json.dumps(_jsonable(results), indent=1))
+    write_json(Path(out) / "agreement.json", results)
     for name, result in results.items():
         print(f"simulation vs {name}: max relative deviation {result['max_relative_deviation']:.2e} "
               f"over {result['points']} of {result['total']} points")

@@ -20,6 +20,7 @@ or Adam) is one ``jax.lax.while_loop`` inside ``jax.jit``: no host round-trip un
 the best; :func:`sample_starts` draws such a batch (log-uniformly for positive parameters).
 """
 
+import warnings
 from typing import Any
 
 import equinox as eqx
@@ -32,6 +33,10 @@ from . import _checks
 
 RESIDUALS = ("log", "relative", "absolute")
 OPTIMIZERS = ("lbfgs", "adam")
+
+
+class FitWarning(UserWarning):
+    """A fit stopped without converging (step limit reached, or a non-finite objective)."""
 
 
 class FitResult(eqx.Module):
@@ -115,7 +120,9 @@ def _to_unconstrained(params, mask):
     def leaf(value, positive):
         value = jnp.asarray(value, dtype=float)
         if positive:
-            _checks.require_positive("initial value of a positive (log-parametrised) parameter", value)
+            _checks.require_positive(
+                "initial value of a positive (log-parametrised) parameter (pass positive=False, or the names "
+                "of the positive ones, to fit signed parameters)", value)
             return jnp.log(value)
         return value
 
@@ -206,7 +213,20 @@ def _runner(build, model, target, init, positive, residual, scale, optimizer, le
     return run, to_u, to_p
 
 
-def fit(build, model, target, init, *, positive=None, residual="log", scale=None, optimizer="lbfgs",
+def _report(result, what="the fit"):
+    """Warn (:class:`FitWarning`) when a concrete result did not converge; returns ``result``."""
+    if not _checks.is_concrete(result.converged) or bool(result.converged):
+        return result
+    max_steps = np.shape(result.history)[-1]
+    reason = (f"it reached max_steps={max_steps} without meeting gtol, ftol or atol" if int(result.n_steps) >= max_steps
+              else "the objective became non-finite (nan or inf: the model failed at the parameters tried)")
+    warnings.warn(f"{what} did not converge: {reason}; objective {float(result.loss):.3g} at the last finite step. "
+                  "Check result.converged, and try other starts, more steps or looser tolerances", FitWarning,
+                  stacklevel=3)
+    return result
+
+
+def fit(build, model, target, init, *, positive=True, residual="log", scale=None, optimizer="lbfgs",
         learning_rate=None, max_steps=200, gtol=1e-10, ftol=1e-12, atol=0.0, max_step=1.0):
     """Least-squares fit of parameters to observations (module docstring).
 
@@ -221,8 +241,9 @@ def fit(build, model, target, init, *, positive=None, residual="log", scale=None
         model: ``system -> prediction`` (array of the target's shape); must be traceable.
         target: observed values.
         init: initial parameters (pytree of floats).
-        positive: parameters fitted in log space: ``True`` (all), a list of names (dict
-            parameters), or a pytree of bools; default none.
+        positive: parameters fitted in log space (``params = exp(u)``), which keeps them in
+            their physical domain (springs, widths, masses): ``True`` (all; the default), a list
+            of names (dict parameters), a pytree of bools, or ``False`` for signed parameters.
         residual: ``"log"``, ``"relative"``, ``"absolute"`` (with ``scale``) or a callable
             ``(prediction, target) -> residuals``.
         scale: scale of the absolute residuals (number or array broadcast with the target).
@@ -235,15 +256,17 @@ def fit(build, model, target, init, *, positive=None, residual="log", scale=None
             the objective is at most ``atol``.
 
     Returns:
-        :class:`FitResult`.
+        :class:`FitResult`; warns (:class:`FitWarning`) when ``converged`` is ``False``. A model that
+        raises for invalid parameters (an unstable framework, say) stops the fit with that error;
+        one that returns ``nan`` stops it with ``converged = False``.
     """
     run, to_u, to_p = _runner(build, model, target, init, positive, residual, scale, optimizer, learning_rate,
                               max_steps, gtol, ftol, atol, max_step)
     u, loss, history, k, converged = jax.jit(run)(to_u(init))
-    return FitResult(to_p(u), loss, history, k, converged, jnp.asarray(0), loss[None])
+    return _report(FitResult(to_p(u), loss, history, k, converged, jnp.asarray(0), loss[None]))
 
 
-def fit_multistart(build, model, target, starts, *, positive=None, residual="log", scale=None, optimizer="lbfgs",
+def fit_multistart(build, model, target, starts, *, positive=True, residual="log", scale=None, optimizer="lbfgs",
                    learning_rate=None, max_steps=200, gtol=1e-10, ftol=1e-12, atol=0.0, max_step=1.0,
                    vectorize=False):
     """:func:`fit` from several starts; returns the start with the lowest final objective.
@@ -258,7 +281,8 @@ def fit_multistart(build, model, target, starts, *, positive=None, residual="log
         other arguments: as :func:`fit`.
 
     Returns:
-        :class:`FitResult` of the best start, with ``start`` its index and ``losses`` all finals.
+        :class:`FitResult` of the best start, with ``start`` its index and ``losses`` all finals;
+        warns (:class:`FitWarning`) when that start did not converge.
     """
     leaves = jax.tree_util.tree_leaves(starts)
     sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
@@ -275,8 +299,8 @@ def fit_multistart(build, model, target, starts, *, positive=None, residual="log
         compiled = jax.jit(run)
         u, losses, histories, steps, converged = _stack([compiled(_take(u0, i)) for i in range(n_starts)])
     best = jnp.argmin(jnp.where(jnp.isfinite(losses), losses, jnp.inf))
-    return FitResult(to_p(_take(u, best)), losses[best], histories[best], steps[best],
-                     converged[best], best, losses)
+    return _report(FitResult(to_p(_take(u, best)), losses[best], histories[best], steps[best],
+                             converged[best], best, losses), "the best start's fit")
 
 
 def _take(tree, i):

@@ -58,7 +58,7 @@ import numpy as np
 
 from . import _checks
 from .brillouin import periodic_grid, sphere_rule
-from .simulation import FiniteBoxWarning, Trajectory
+from .simulation import FiniteBoxWarning, Trajectory, require_step, run_duration
 from .solvers import BlanesMoan, RungeKuttaNystrom, VelocityVerlet
 from .system import System
 
@@ -391,26 +391,30 @@ def _stability_limit(solver):
     return runge_kutta_stability_limit(solver)
 
 
-def _check_box(model, t1, position, velocity, stop_z):
-    """ValueError when the interacting region does not fit in the box; warning when sound can
-    cross the box and come back to the sites within the run. Skipped for traced parameters."""
-    system = model.system
+def require_box(system, size):
+    """ValueError when the interacting region (the sites and ``_RANGE_MARGIN`` ranges of the potential
+    around them) does not fit in the periodic box of ``size`` cells. Skipped for traced parameters;
+    cheap, so drivers call it for every case before any work starts."""
     lattice = system.lattice
     if not _checks.is_concrete(system):
         return
-    spacing = float(lattice.spacing)
-    reach = int(math.ceil(_RANGE_MARGIN * float(system.potential.range) / spacing))
+    reach = int(math.ceil(_RANGE_MARGIN * float(system.potential.range) / float(lattice.spacing)))
     span = int(np.max(np.ptp(system.site_cells, axis=0))) + 1
     needed = span + 2 * reach
-    if model.size < needed:
+    if size < needed:
         raise ValueError(
-            f"size={model.size} is too small: the interacting sites span {span} cells and the potential "
+            f"size={size} is too small: the interacting sites span {span} cells and the potential "
             f"reaches {_RANGE_MARGIN:g} ranges = {reach} cells on each side, so the box needs size >= {needed}"
         )
-    duration = float(t1)
-    if stop_z is not None and _checks.is_concrete(position, velocity, stop_z) and float(velocity[2]) > 0:
-        duration = min(duration, (float(stop_z) - float(position[2])) / float(velocity[2]))
-    check_sound_return(system, duration, model.size)
+
+
+def _check_box(model, t1, position, velocity, stop_z):
+    """ValueError when the interacting region does not fit in the box (:func:`require_box`); warning
+    when sound can cross the box and come back to the sites within the run. Skipped for traced parameters."""
+    if not _checks.is_concrete(model.system):
+        return
+    require_box(model.system, model.size)
+    check_sound_return(model.system, run_duration(position, velocity, t1, stop_z), model.size)
 
 
 def check_sound_return(system, duration, size=32, **options):
@@ -432,8 +436,10 @@ def check_sound_return(system, duration, size=32, **options):
         )
 
 
-def _check_step(model, solver, dt):
-    """ValueError when ``dt`` exceeds the solver's stability bound. Skipped for traced parameters."""
+def _check_step(model, solver, dt, position=None, velocity=None, duration=0.0):
+    """ValueError when ``dt`` exceeds the solver's stability bound for the lattice's highest frequency
+    and, given a concrete start, for the lattice with the ion-site forces met along the straight path
+    (:func:`jaxion.simulation.require_step`). Skipped for traced parameters."""
     if not _checks.is_concrete(model.system):
         return
     bound = _stability_limit(solver)
@@ -444,6 +450,18 @@ def _check_step(model, solver, dt):
             f"omega_max={omega:.4g}, and the method is stable only for 2 pi omega_max dt < {bound:.3g}, "
             f"i.e. dt < {bound / (2.0 * math.pi * omega):.3g}"
         )
+    if position is not None:
+        require_step(model.system, position, velocity, duration, dt, bound, f"solver={solver!r}", omega)
+
+
+def check_step(system, position, velocity, t1, *, stop_z=None, size=32, dt=1e-3, solver="tsit5", rtol=None, atol=None,
+               dtype=jnp.float64, **_):
+    """The step checks of :func:`simulate` for a (concrete) start, without running: ``single_pass``
+    calls it once with its fastest speed before vectorising over the speeds."""
+    if rtol is None and atol is None and solver in SOLVERS:
+        _checks.require_positive("dt", dt)
+        _check_step(FullLattice(system, size, dtype), solver, float(dt), position, velocity,
+                    run_duration(position, velocity, t1, stop_z))
 
 
 def simulate(
@@ -488,7 +506,8 @@ def simulate(
 
     Raises:
         ValueError: bad arguments; ``dt`` beyond the solver's stability bound for the lattice's
-            highest frequency; a box too small for the interacting sites. Warns when sound has
+            highest frequency, with the ion-site curvature met along the straight path
+            (:func:`check_step`); a box too small for the interacting sites. Warns when sound has
             time to cross the box and return.
     """
     model = FullLattice(system, size, dtype)
@@ -508,7 +527,7 @@ def simulate(
     t1, dt = float(t1), float(dt)
     _check_box(model, t1, position, velocity, stop_z)
     if not adaptive:
-        _check_step(model, solver, dt)
+        _check_step(model, solver, dt, position, velocity, run_duration(position, velocity, t1, stop_z))
 
     n_steps = max(1, int(math.ceil(t1 / dt * (1.0 - 1e-12))))
     if adaptive:

@@ -145,7 +145,7 @@ import scipy.special
 
 from . import _checks
 from .brillouin import periodic_grid, pyramid_rule
-from .simulation import Trajectory
+from .simulation import STEPS_PER_RANGE, Trajectory, require_step, run_duration
 
 FOUR_PI2 = 4.0 * math.pi**2
 
@@ -792,10 +792,14 @@ def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3,
 
     Returns:
         :class:`~jaxion.simulation.Trajectory`.
+
+    Raises:
+        ValueError: bad options, or ``dt`` too large for the forces met (:func:`check_step`).
     """
     _checks.require_run_length(t1, dt)
     _checks.require_integer("n_save", n_save, low=1)
     _checks.require_integer("order", order, low=2, high=10)
+    check_step(system, position, velocity, t1, stop_z=stop_z, dt=dt)
     if block is not None:
         _checks.require_integer("block (or None)", block, low=1)
     position = jnp.asarray(position, jnp.float64)
@@ -842,6 +846,19 @@ def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3,
         energy_final=energy_final,
         site_displacement=freeze(rho[index], rho_final) if save_sites else None,
     )
+
+
+def check_step(system, position, velocity, t1, *, stop_z=None, dt=1e-3, **_):
+    """For a concrete start, ``ValueError`` when ``dt`` cannot follow the forces met
+    (:func:`jaxion.simulation.require_step`): the startup's fixed-point iteration gains a factor
+    ``(2 pi omega h)^2`` per pass, so it needs ``2 pi omega dt < 1`` with ``omega`` the lattice's
+    highest frequency with the ion-site curvature; and ``STEPS_PER_RANGE`` steps per crossing of the
+    potential's range resolve the force pulse."""
+    _checks.require_positive("dt", dt)
+    if not _checks.is_concrete(system):
+        return
+    require_step(system, position, velocity, run_duration(position, velocity, t1, stop_z), float(dt), 1.0,
+                 "the kernel method", highest_frequency(system.lattice), STEPS_PER_RANGE)
 
 
 def _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum, iterations=8):

@@ -80,14 +80,29 @@ class Lattice(eqx.Module):
         self.mass = jnp.asarray(mass, dtype=float)
 
     def __check_init__(self):
-        _checks.require_finite("spring constants", jnp.concatenate([self.k_long, self.k_trans]))
-        _checks.require_positive("confinement", self.confinement, allow_zero=True)
-        _checks.require_positive("lattice spacing", self.spacing)
-        _checks.require_positive("framework mass", self.mass)
         _checks.require_shape("lattice spacing", self.spacing, ())
         _checks.require_shape("framework mass", self.mass, ())
         if _checks.is_concrete(self):
-            self._require_stable()
+            _checks.checked(self)
+
+    def problems(self):
+        """What makes the framework invalid, as traceable :func:`jaxion._checks.problem` triples:
+        non-finite springs, negative confinement, non-positive spacing or mass, and springs that
+        make it unstable (:meth:`stability_margin`)."""
+        margin = self.stability_margin()
+        return [
+            _checks.finite("spring constants", jnp.concatenate([self.k_long, self.k_trans])),
+            _checks.positive("confinement", self.confinement, allow_zero=True),
+            _checks.positive("lattice spacing", self.spacing),
+            _checks.positive("framework mass", self.mass),
+            _checks.problem(
+                ~(margin > 0),
+                "the springs make the framework unstable: D(q) has zero or negative eigenvalues away from "
+                "Gamma; springs must make every non-uniform displacement cost energy (e.g. a simple cubic "
+                "lattice needs k1 > 0 and k2 > 0); the stability margin (smallest eigenvalue) must be positive",
+                margin,
+            ),
+        ]
 
     def _embed(self, cells):
         """Integer cell vectors ``(..., dim)`` -> Cartesian cell vectors ``(..., 3)`` (chain along z)."""
@@ -97,26 +112,15 @@ class Lattice(eqx.Module):
         zeros = np.zeros(cells.shape[:-1] + (2,))
         return np.concatenate([zeros, cells], axis=-1)
 
-    def _require_stable(self):
-        """D(q) must be positive definite at every q except the translation modes at Gamma.
+    def stability_margin(self):
+        """Smallest eigenvalue of ``D(q)`` away from Gamma, minus ``1e-10`` of the largest (traceable
+        scalar): positive for a stable framework.
 
         Checked on a periodic 8^dim mesh (Gamma excluded) and, near Gamma, through the long-wave
-        tensor ``S(n)`` restricted to the unconfined axes (``D ~ diag(kappa) + q^2 S(n)``).
+        tensor ``S(n)`` restricted to the unconfined axes (``D ~ diag(kappa) + q^2 S(n)``); a
+        confined axis is given the largest mesh eigenvalue, which changes neither bound.
         """
-        q = periodic_grid(8, self.dim)[1:]
-        eigenvalues = np.linalg.eigvalsh(np.asarray(self.dynamical_matrix(q)))
-        free = np.flatnonzero(np.asarray(self.confinement) == 0)
-        if free.size:
-            n = sphere_rule(6, 12)[0] if self.dim == 3 else np.ones((1, 1))
-            tensor = np.asarray(self.long_wave_tensor(n))[:, free[:, None], free[None, :]]
-            eigenvalues = np.concatenate([eigenvalues.reshape(-1), np.linalg.eigvalsh(tensor).reshape(-1)])
-        scale = max(np.max(np.abs(eigenvalues)), 1e-300)
-        if np.min(eigenvalues) <= 1e-10 * scale:
-            raise ValueError(
-                "the springs make the framework unstable: D(q) has zero or negative eigenvalues away from "
-                f"Gamma (smallest {np.min(eigenvalues):.3g}); springs must make every non-uniform "
-                "displacement cost energy (e.g. a simple cubic lattice needs k1 > 0 and k2 > 0)"
-            )
+        return _stability_margin(jax.lax.stop_gradient(self))
 
     def _wave_vectors(self, name, value):
         """``value`` as a float array whose last axis has the lattice's ``dim`` components."""
@@ -293,6 +297,19 @@ class Lattice(eqx.Module):
         omega = jnp.asarray(omega, dtype=float)
         kernel = jnp.exp(-0.5 * ((omega[:, None] - frequencies[None, :]) / broadening) ** 2)
         return jnp.sum(kernel, axis=1) / (jnp.sqrt(2.0 * jnp.pi) * broadening * grid**self.dim)
+
+
+@eqx.filter_jit
+def _stability_margin(lattice):
+    """Body of :meth:`Lattice.stability_margin` (compiled once per lattice structure)."""
+    mesh = jnp.linalg.eigvalsh(lattice.dynamical_matrix(jnp.asarray(periodic_grid(8, lattice.dim)[1:])))
+    scale = jnp.max(jnp.abs(mesh))
+    free = lattice.confinement == 0
+    n = sphere_rule(6, 12)[0] if lattice.dim == 3 else np.ones((1, 1))
+    both = free[:, None] & free[None, :]
+    tensor = jnp.where(both, lattice.long_wave_tensor(jnp.asarray(n)), jnp.diag(jnp.where(free, 0.0, scale)))
+    smallest = jnp.minimum(jnp.min(mesh), jnp.min(jnp.linalg.eigvalsh(tensor)))
+    return smallest - 1e-10 * jnp.maximum(scale, 1e-300)
 
 
 @jax.jit

@@ -26,7 +26,8 @@ import numpy as np
 
 from . import _checks
 from .dissipation import recoil_matrix
-from .simulation import Trajectory
+from .full import runge_kutta_stability_limit
+from .simulation import STEPS_PER_RANGE, Trajectory, require_step, run_duration
 from .system import System
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
@@ -202,6 +203,19 @@ def integrate(dynamics, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e
                   SOLVERS[solver](), int(n_save), steps if max_steps is None else int(max_steps), bool(progress))
 
 
+def check_step(system, position, velocity, t1, *, stop_z=None, dt=None, solver="tsit5", **_):
+    """For a fixed ``dt`` and a concrete start, ``ValueError`` when the step cannot follow the forces met
+    (:func:`jaxion.simulation.require_step`): the ion's frequency in the pair curvature against the
+    Runge-Kutta method's stability bound on the imaginary axis, and ``STEPS_PER_RANGE`` steps per
+    crossing of the potential's range. Adaptive steps (``dt=None``) control their own error."""
+    if dt is None or solver not in SOLVERS:
+        return
+    _checks.require_positive("dt", dt)
+    bound = runge_kutta_stability_limit(solver)
+    require_step(system, position, velocity, run_duration(position, velocity, t1, stop_z), float(dt), bound,
+                 f"the local method (solver={solver!r})", per_range=STEPS_PER_RANGE)
+
+
 def _traced(value):
     """``None`` or a float64 array (a Python float would be a static, recompiling argument)."""
     return None if value is None else jnp.asarray(value, dtype=float)
@@ -242,6 +256,7 @@ def _solve(dynamics, position, velocity, t1, stop_z, dt0, controller, solver, n_
         position_final=sigma_end[0],
         velocity_final=sigma_dot_end[0],
         energy_final=dynamics.energy(sigma_end[0], sigma_dot_end[0]),
+        conservative=dynamics.recoil is None,
     )
 
 
@@ -269,9 +284,11 @@ def simulate(system, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e-8,
         which decays at the rate ``sigma'^T H M H sigma'``.
 
     Raises:
-        ValueError: bad options, or a potential that makes the framework unstable at the start
-            (the relaxed framework's stiffness is not positive definite).
+        ValueError: bad options, a fixed ``dt`` too large for the forces met (:func:`check_step`),
+            or a potential that makes the framework unstable at the start (the relaxed
+            framework's stiffness is not positive definite).
     """
+    check_step(system, position, velocity, t1, stop_z=stop_z, dt=dt, solver=solver)
     dynamics = LocalDynamics(system, c=c, drag=drag, softening=softening, size=size)
     _require_stable(dynamics, position)
     return integrate(dynamics, position, velocity, t1, stop_z=stop_z, dt=dt, rtol=rtol, atol=atol, solver=solver,

@@ -16,6 +16,7 @@ The ``symmetry`` column says how the elastic constants are given:
 
 import csv
 from importlib import resources
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -60,9 +61,52 @@ class MaterialInfo(NamedTuple):
     note: str
 
 
-def _rows():
-    text = resources.files("jaxion").joinpath("data/materials.csv").read_text(encoding="utf-8")
-    return list(csv.DictReader(text.splitlines()))
+COLUMNS = ("name", "formula", "class", "kind", "symmetry", "density_g_cm3", "c11_gpa", "c12_gpa", "c44_gpa",
+           "bulk_gpa", "shear_gpa", "cij_gpa", "reference", "note")
+
+
+class _Table(dict):
+    """``{name: value}`` whose missing-key error lists the known names."""
+
+    def __missing__(self, name):
+        raise KeyError(f"unknown material {name!r}; the table has {', '.join(sorted(self))}")
+
+
+def _rows(path=None):
+    """``[(where, row)]`` of the table (the packaged one, or the CSV file at ``path``), with
+    ``where = "file, line n"``; ``ValueError`` for unknown or missing columns and duplicate names."""
+    if path is None:
+        source = "jaxion/data/materials.csv"
+        text = resources.files("jaxion").joinpath("data/materials.csv").read_text(encoding="utf-8")
+    else:
+        source, text = str(path), Path(path).read_text(encoding="utf-8")
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    unknown = [column for column in header if column not in COLUMNS]
+    missing = [column for column in COLUMNS if column not in header]
+    if unknown or missing:
+        raise ValueError(f"{source}: unknown columns {unknown} and missing columns {missing}; the columns are "
+                         f"{', '.join(COLUMNS)}")
+    rows, seen = [], {}
+    for row in reader:
+        where = f"{source}, line {reader.line_num}"
+        if None in row or any(value is None for value in row.values()):
+            raise ValueError(f"{where}: expected {len(COLUMNS)} comma-separated fields")
+        if row["name"] in seen:
+            raise ValueError(f"{where}: duplicate material name {row['name']!r} (first at {seen[row['name']]})")
+        seen[row["name"]] = where
+        rows.append((where, row))
+    return rows
+
+
+def _number(row, column, where):
+    """``float(row[column])``, or ``ValueError`` naming the file, line and column."""
+    try:
+        return float(row[column])
+    except ValueError:
+        raise ValueError(
+            f"{where}, column {column}: expected a number for {row['name']}, got {row[column]!r}"
+        ) from None
 
 
 def voigt_from_constants(symmetry, constants):
@@ -86,38 +130,50 @@ def voigt_from_constants(symmetry, constants):
     return voigt
 
 
-def _tensor_constants(row):
+def _tensor_constants(row, where):
     """``{"c11": 44.9, ...}`` from a row's ``cij_gpa`` field ``"c11=44.9 c33=51.2 ..."``."""
     try:
         return {key: float(value) for key, value in (item.split("=") for item in row["cij_gpa"].split())}
-    except ValueError as error:
+    except ValueError:
         raise ValueError(
-            f"materials table: cij_gpa of {row['name']} must read 'c11=... c12=...', got {row['cij_gpa']!r}"
-        ) from error
+            f"{where}, column cij_gpa: {row['name']} must read 'c11=... c12=...', got {row['cij_gpa']!r}"
+        ) from None
 
 
-def _continuum(row):
-    density = float(row["density_g_cm3"]) * _KG_PER_M3_PER_G_PER_CM3
-    if row["symmetry"] == "cubic":
-        c11, c12, c44 = (float(row[key]) for key in ("c11_gpa", "c12_gpa", "c44_gpa"))
-        return ElasticContinuum(density, c11=c11, c12=c12, c44=c44)
-    if row["symmetry"] == "isotropic":
-        return ElasticContinuum.isotropic(density, bulk=float(row["bulk_gpa"]), shear=float(row["shear_gpa"]))
-    if row["symmetry"] in _TENSOR_CLASSES:
-        return ElasticContinuum(density, voigt=voigt_from_constants(row["symmetry"], _tensor_constants(row)))
-    raise ValueError(f"materials table: unknown symmetry {row['symmetry']!r} for {row['name']}")
+def _continuum(row, where):
+    """The row's continuum; ``ValueError`` naming the file, line (and column) of a bad value."""
+    density = _number(row, "density_g_cm3", where) * _KG_PER_M3_PER_G_PER_CM3
+    try:
+        if row["symmetry"] == "cubic":
+            c11, c12, c44 = (_number(row, key, where) for key in ("c11_gpa", "c12_gpa", "c44_gpa"))
+            return ElasticContinuum(density, c11=c11, c12=c12, c44=c44)
+        if row["symmetry"] == "isotropic":
+            bulk, shear = _number(row, "bulk_gpa", where), _number(row, "shear_gpa", where)
+            return ElasticContinuum.isotropic(density, bulk=bulk, shear=shear)
+        if row["symmetry"] in _TENSOR_CLASSES:
+            return ElasticContinuum(density, voigt=voigt_from_constants(row["symmetry"], _tensor_constants(row, where)))
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(where) else f"{where} ({row['name']}): {message}") from None
+    raise ValueError(f"{where}, column symmetry: unknown symmetry {row['symmetry']!r} for {row['name']}; expected "
+                     f"isotropic, cubic or one of {sorted(_TENSOR_CLASSES)}")
 
 
-def load_materials():
-    """The materials table as ``{name: ElasticContinuum}`` (density in kg/m^3, constants in GPa)."""
-    return {row["name"]: _continuum(row) for row in _rows()}
+def load_materials(path=None):
+    """The materials table as ``{name: ElasticContinuum}`` (density in kg/m^3, constants in GPa).
+
+    ``path``: another CSV file with the same columns (default: the packaged table). Raises
+    ``ValueError`` naming the file, line and column of a bad value, a duplicate name or an unknown
+    column; looking up an unknown name raises a ``KeyError`` that lists the known ones.
+    """
+    return _Table({row["name"]: _continuum(row, where) for where, row in _rows(path)})
 
 
-def material_info():
+def material_info(path=None):
     """The table's metadata as ``{name: MaterialInfo}`` (formula, class, kind, symmetry, reference, note)."""
-    return {
+    return _Table({
         row["name"]: MaterialInfo(
             row["formula"], row["class"], row["kind"], row["symmetry"], row["reference"], row["note"]
         )
-        for row in _rows()
-    }
+        for _, row in _rows(path)
+    })

@@ -27,6 +27,15 @@ class AbstractPairPotential(eqx.Module):
     def range(self):
         """Characteristic length of the interaction (units of ``l``)."""
 
+    def problems(self):
+        """What makes the parameters invalid, as traceable :func:`jaxion._checks.problem` triples
+        (enforced on construction and again, traced too, by every entry point)."""
+        return []
+
+    def __check_init__(self):
+        if _checks.is_concrete(self):
+            _checks.checked(self)
+
     def __add__(self, other):
         if not isinstance(other, AbstractPairPotential):
             return NotImplemented
@@ -51,10 +60,11 @@ class Gaussian(AbstractPairPotential):
         self.width = jnp.asarray(width, dtype=float)
 
     def __check_init__(self):
-        _checks.require_finite("Gaussian phi0", self.phi0)
-        _checks.require_positive("Gaussian width", self.width)
         _checks.require_shape("Gaussian phi0", self.phi0, ())
         _checks.require_shape("Gaussian width", self.width, ())
+
+    def problems(self):
+        return [_checks.finite("Gaussian phi0", self.phi0), _checks.positive("Gaussian width", self.width)]
 
     def __call__(self, separation):
         return self.phi0 * jnp.exp(-jnp.sum(separation**2, axis=-1) / (2.0 * self.width**2))
@@ -75,10 +85,11 @@ class Yukawa(AbstractPairPotential):
         self.screening = jnp.asarray(screening, dtype=float)
 
     def __check_init__(self):
-        _checks.require_finite("Yukawa u0", self.u0)
-        _checks.require_positive("Yukawa screening length", self.screening)
         _checks.require_shape("Yukawa u0", self.u0, ())
         _checks.require_shape("Yukawa screening length", self.screening, ())
+
+    def problems(self):
+        return [_checks.finite("Yukawa u0", self.u0), _checks.positive("Yukawa screening length", self.screening)]
 
     def __call__(self, separation):
         distance = _distance(separation)
@@ -97,6 +108,9 @@ class PairSum(AbstractPairPotential):
     def __check_init__(self):
         if len(self.terms) == 0 or not all(isinstance(term, AbstractPairPotential) for term in self.terms):
             raise ValueError(f"PairSum needs a non-empty tuple of pair potentials, got {self.terms}")
+
+    def problems(self):
+        return [item for term in self.terms for item in term.problems()]
 
     def __call__(self, separation):
         return sum(term(separation) for term in self.terms)
@@ -128,8 +142,10 @@ class PairFunction(AbstractPairPotential):
         self.length = jnp.asarray(length, dtype=float)
 
     def __check_init__(self):
-        _checks.require_positive("PairFunction length", self.length)
         _checks.require_shape("PairFunction length", self.length, ())
+
+    def problems(self):
+        return [_checks.positive("PairFunction length", self.length)]
 
     def __call__(self, separation):
         single = (lambda r: self.fn(r)) if self.params is None else (lambda r: self.fn(r, self.params))

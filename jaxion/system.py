@@ -56,9 +56,38 @@ class System(eqx.Module):
         self.mass = jnp.broadcast_to(mass, (3,))
 
     def __check_init__(self):
-        _checks.require_positive("ion mass", self.mass, allow_inf=True)
-        if _checks.is_concrete(self.mass) and np.all(np.isinf(np.asarray(self.mass))):
-            raise ValueError("the ion mass is infinite on every axis: at least one axis must be mobile")
+        if _checks.is_concrete(self.mass):
+            _checks.enforce(None, self._mass_problems())
+
+    def _mass_problems(self):
+        """Problems of the ion mass: non-positive or NaN on an axis, or infinite on every axis."""
+        with jax.ensure_compile_time_eval():
+            return [
+                _checks.positive("ion mass", self.mass, allow_inf=True),
+                _checks.problem(jnp.all(jnp.isinf(self.mass)),
+                                "the ion mass is infinite on every axis: at least one axis must be mobile"),
+            ]
+
+    def problems(self):
+        """What makes the system invalid (traceable): its lattice's and potential's problems and a
+        non-positive, NaN or everywhere-infinite ion mass."""
+        return self.lattice.problems() + self.potential.problems() + self._mass_problems()
+
+    def path_problem(self, start):
+        """Problem: the straight path along z at transverse ``start (2,)`` runs through an interacting
+        site where the pair potential is infinite (e.g. Yukawa at ``r = 0``): no finite speed passes
+        it, time steps would skip over it and the perturbative transforms diverge."""
+        with jax.ensure_compile_time_eval():
+            system = jax.lax.stop_gradient(self)
+            offsets = system.site_positions()[:, :2] - jax.lax.stop_gradient(start)
+            singular = ~jnp.isfinite(system.potential(jnp.zeros(3)))
+            hit = jnp.any(jnp.all(offsets == 0.0, axis=-1)) & singular
+        return _checks.problem(
+            hit,
+            "the straight path at this start runs through the interacting site(s), where the pair potential is "
+            "infinite; start the pass with a transverse offset",
+            start,
+        )
 
     @property
     def site_cells(self):

@@ -45,6 +45,11 @@ NEWTON_PER_METRE_PER_EV_PER_A2 = ELEMENTARY_CHARGE / 1e-20  # 1 eV/Å^2 in N/m (
 KG_PER_S_PER_AMU_PER_PS = ATOMIC_MASS_UNIT / 1e-12  # 1 amu/ps in kg/s
 S3_PER_KG_PER_PS3_PER_AMU = 1e-36 / ATOMIC_MASS_UNIT  # 1 ps^3/amu in s^3/kg
 
+# The thermal API's meV-Å-ps system (physics.md 5.6): masses in meV ps^2/Å^2.
+MEV = EV / 1000.0  # 1 meV in amu Å^2 / ps^2, so also 1 meV ps^2/Å^2 in amu (~9.6485)
+BOLTZMANN_MEV = BOLTZMANN / MEV  # k_B in meV / K (~0.0861733)
+HBAR_MEV_PS = HBAR / MEV  # hbar in meV ps (~0.658212)
+
 
 class UnitSystem(eqx.Module):
     """The paper's units for a framework of mass ``mass`` (amu) and spring scale ``spring`` (eV/Å^2).

@@ -1,0 +1,88 @@
+"""Many trajectories at once: batches vmapped over PRNG keys, each batch written as it finishes.
+
+A long transport run must not lose its results to a late error or an interrupt, so
+:func:`run_ensemble` saves every finished batch to ``out/<name>_batchNNN.npz`` (written to a
+temporary name and renamed, so a file present is complete) before starting the next; the
+trajectories are the independent blocks of every error bar computed from them. The keys are
+split from one seed, so the same seed gives the same trajectories whatever the batch size.
+"""
+
+import os
+import warnings
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import _checks
+from .trajectory import ThermalTrajectory
+
+
+class FailedTrajectoryWarning(UserWarning):
+    """Some trajectories of an ensemble failed physically and were left out of the results."""
+
+
+def trajectory_keys(seed, count):
+    """``count`` independent PRNG keys from an integer ``seed`` (the same for any batching)."""
+    _checks.require_integer("count", count, low=1)
+    return jax.random.split(jax.random.key(seed), count)
+
+
+def _save_batch(path, batch):
+    temporary = path.with_name(path.name + ".partial.npz")
+    np.savez(temporary, **{name: np.asarray(getattr(batch, name)) for name in ThermalTrajectory.__dataclass_fields__})
+    os.replace(temporary, path)
+
+
+@eqx.filter_jit
+def _batched(simulate, keys):
+    """``simulate`` vmapped over ``keys``; its array leaves are traced, so a new temperature or
+    material reuses the compiled run."""
+    return jax.vmap(simulate)(keys)
+
+
+def run_ensemble(simulate, keys, *, batch=16, out=None, name="trajectories", progress=True):
+    """Run ``simulate(key) -> ThermalTrajectory`` for every key, ``batch`` keys per vmapped call.
+
+    Args:
+        simulate: a pure function of one PRNG key (it samples its own initial state).
+        keys: ``(B,)`` PRNG keys (:func:`trajectory_keys`).
+        batch: trajectories per compiled call (the last batch is padded, not recompiled).
+        out: folder to write each finished batch into (created), or ``None``.
+        name: file stem of the batches.
+        progress: show a progress bar over trajectories.
+
+    Returns:
+        the batched :class:`ThermalTrajectory` (leading axis ``B``) of the trajectories that
+        stayed finite; a :class:`FailedTrajectoryWarning` names how many did not (they are
+        never averaged in). Raises ``FloatingPointError`` if none stayed finite.
+    """
+    _checks.require_integer("batch", batch, low=1)
+    count = len(keys)
+    folder = None if out is None else Path(out)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    pieces = []
+    with tqdm(total=count, desc=name, unit="traj", disable=not progress) as bar:
+        for number, start in enumerate(range(0, count, batch)):
+            chunk = keys[start:start + batch]
+            padded = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], batch - len(chunk), axis=0)])
+            result = jax.tree_util.tree_map(lambda x: x[: len(chunk)], _batched(simulate, padded))
+            if folder is not None:
+                _save_batch(folder / f"{name}_batch{number:03d}.npz", result)
+            pieces.append(result)
+            bar.update(len(chunk))
+    trajectories = jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *pieces)
+    finite = np.asarray(trajectories.finite)
+    if not finite.any():
+        raise FloatingPointError(f"all {count} trajectories became non-finite: the time step is too large")
+    if not finite.all():
+        warnings.warn(
+            f"{int((~finite).sum())} of {count} trajectories became non-finite and are left out",
+            FailedTrajectoryWarning, stacklevel=2,
+        )
+        trajectories = jax.tree_util.tree_map(lambda x: x[finite], trajectories)
+    return trajectories

@@ -1,0 +1,661 @@
+"""Energy landscapes of an ion in a framework, and its migration barriers (physics.md 4, 5.2, 5.5).
+
+Three landscapes share one interface (``energy(R)`` in meV, ``force(R) = -grad energy`` in
+meV/Å, ``correction(R) = energy(R) - U(R, 0)``, ``R (3,)`` in Å anywhere in the lattice), so the
+time-local dynamics can take any of them:
+
+* :class:`RigidLandscape`: the framework held at rest, ``U(R, 0)``.
+* :class:`LinearResponseLandscape`: the softened potential of section 4,
+
+      U_lr(R) = U(R, 0) - c g^T G g,   g_n = grad_{u_n} U(R, u) at u = 0,   c = 1/2,
+
+  with ``G`` the static Green's function between the neighbour stencil's sites (by translation
+  symmetry the same matrix for every cell, so computed once). For the Yukawa it is **not
+  bounded below**: near a site ``|grad phi|^2 G / 2 ~ exp(-2 r / lambda) / r^4`` outgrows
+  ``phi ~ exp(-r / lambda) / r``, so ``U_lr`` turns over at a finite distance and falls to
+  ``-inf`` at the site (:func:`linear_response_turnover` finds where).
+* :class:`StaticRelaxation` (exact, one Newton solve per call) and its tabulated form
+  :class:`RelaxedLandscape` (built by :func:`relaxed_landscape`): the Born-Oppenheimer energy of
+  the framework relaxed statically with the ion held at ``R``,
+
+      U_rel(R) = min_{u_S} [ u_S^T (G_SS)^-1 u_S / 2 + U(R, u_S) ],
+
+  over the displacements of the sites ``S`` within ``relax_cutoff`` of the ion's cell (the rest
+  of the stencil held at rest). ``G_SS`` is ``G`` restricted to ``S``; ``(G_SS)^-1`` is the Schur
+  complement of the force-constant matrix, i.e. the elastic energy of the *whole* lattice
+  relaxed with ``u_S`` held, so the far lattice is eliminated exactly. On a periodic box
+  (``model.size = L``) ``G`` is the pseudo-inverse without the rigid translations, and the
+  same formula is the elastic energy of the box with its centre of mass held fixed.
+
+Migration barriers (:func:`migration_barrier`, :func:`migration_barriers`) are the energy at
+the face centre ``(a/2, a/2, 0)`` (the saddle) minus that at the cell centre ``(a/2, a/2, a/2)``
+(the minimum), with the Hessian's eigenvalues at both to check that they are what they are said
+to be. The module uses the pair-sum form of ``model.interaction``: each site's term depends on
+its own displacement only, so the Hessian of ``U`` in the displacements is block diagonal.
+"""
+
+import abc
+import itertools
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .model import IonInFramework
+from .neighbours import NeighbourSites, smooth_switch
+
+
+def _require_model(model):
+    if not isinstance(model, IonInFramework):
+        raise ValueError(f"model must be an IonInFramework (e.g. follow_up_model(4000.0)), got {type(model).__name__}")
+
+
+def _require_position(position):
+    position = jnp.asarray(position, dtype=float)
+    if position.shape != (3,):
+        raise ValueError(f"position must have shape (3,) (Å), got {position.shape}")
+    return position
+
+
+def _flat_green(model, offsets):
+    """``G`` between the sites ``c + offsets`` as a ``(3S, 3S)`` matrix (site-major), Å^2/meV.
+
+    The infinite lattice's for ``model.size = None``, the periodic box's otherwise."""
+    green = model.lattice.green_function(np.asarray(offsets, dtype=int), size=model.size)
+    count = green.shape[0]
+    green = jnp.transpose(green, (0, 2, 1, 3)).reshape(3 * count, 3 * count)
+    return 0.5 * (green + green.T)
+
+
+def _site_hessians(model, position, displacements):
+    """Diagonal blocks ``d^2 U / du_n du_n (C, 3, 3)`` of the interaction's Hessian in the site
+    displacements ``(C, 3)``: three Hessian-vector products with every site moved along one axis,
+    exact because ``U`` is a sum of one term per site (the off-diagonal blocks vanish)."""
+    gradient = jax.grad(lambda u: model.interaction(position, u))
+    columns = [
+        jax.jvp(gradient, (displacements,), (jnp.zeros_like(displacements).at[:, axis].set(1.0),))[1]
+        for axis in range(3)
+    ]
+    return jnp.stack(columns, axis=-1)
+
+
+class AbstractLandscape(eqx.Module):
+    """Interface: the potential energy surface an ion moves in (meV, Å).
+
+    Subclasses define :meth:`energy`; :meth:`force`, :meth:`hessian` and :meth:`correction`
+    follow from it.
+    """
+
+    model: eqx.AbstractVar[IonInFramework]
+
+    @abc.abstractmethod
+    def energy(self, position):
+        """Energy in meV of the ion at ``position (3,)`` Å (anywhere in the lattice)."""
+
+    def force(self, position):
+        """``-grad energy`` in meV/Å, ``(3,)``."""
+        return -jax.grad(self.energy)(position)
+
+    def hessian(self, position):
+        """Hessian of :meth:`energy` in meV/Å^2, ``(3, 3)``."""
+        return jax.hessian(self.energy)(position)
+
+    def correction(self, position):
+        """``energy(R) - U(R, 0)``: what the framework's response adds to the rigid landscape, meV."""
+        return self.energy(position) - self.model.rigid_energy(position)
+
+
+class RigidLandscape(AbstractLandscape):
+    """The framework held at rest: ``U(R, 0) = model.rigid_energy(R)``."""
+
+    model: IonInFramework
+
+    def __check_init__(self):
+        _require_model(self.model)
+
+    def energy(self, position):
+        return self.model.rigid_energy(position)
+
+    def correction(self, position):
+        return jnp.zeros(())
+
+
+class LinearResponseLandscape(AbstractLandscape):
+    """The linear-response softened potential (physics.md Eq. 26, section 4):
+
+        U_lr(R) = U(R, 0) - c g(R)^T G g(R),   g = grad_u U(R, u) at u = 0, stacked (3C,)
+
+    over the model's whole neighbour stencil (the smooth cut-off's weights enter through the
+    derivative of ``model.interaction``). ``c = 1/2`` is the Born-Oppenheimer value (the
+    follow-up's code uses 1). Not bounded below for the Yukawa (see the module docstring).
+
+    Attributes:
+        model: the ion in its framework.
+        green: ``G (3C, 3C)`` in Å^2/meV between the stencil sites (site-major), computed once.
+        softening: ``c``.
+    """
+
+    model: IonInFramework
+    green: jax.Array
+    softening: jax.Array
+
+    def __init__(self, model, softening=0.5):
+        _require_model(model)
+        self.model = model
+        self.green = _flat_green(model, model.neighbours.offsets)
+        self.softening = jnp.asarray(softening, dtype=float)
+
+    def site_gradient(self, position):
+        """``g_n = grad_{u_n} U(R, u)`` at ``u = 0``: ``(C, 3)`` in meV/Å (minus the force on each site)."""
+        zeros = jnp.zeros((self.model.neighbours.capacity, 3))
+        return jax.grad(lambda u: self.model.interaction(position, u))(zeros)
+
+    def correction(self, position):
+        gradient = self.site_gradient(position).reshape(-1)
+        return -self.softening * gradient @ self.green @ gradient
+
+    def energy(self, position):
+        return self.model.rigid_energy(position) + self.correction(position)
+
+
+class Turnover(NamedTuple):
+    """Where the linear-response landscape turns over on the way into a site.
+
+    Attributes:
+        distance: from the site, Å: closer than this ``U_lr`` *decreases* towards the site.
+        position: ``(3,)`` Å, the turnover point.
+        energy: ``U_lr`` there minus ``U_lr`` at the cell centre, meV (the height of the
+            barrier guarding the collapse; past it ``U_lr -> -inf``).
+        rigid_energy: ``U(R, 0)`` there minus at the cell centre, meV.
+        curvatures: eigenvalues of the Hessian of ``U_lr`` there, meV/Å^2 (one negative: a saddle).
+    """
+
+    distance: jax.Array
+    position: jax.Array
+    energy: jax.Array
+    rigid_energy: jax.Array
+    curvatures: jax.Array
+
+
+def linear_response_turnover(landscape, direction=(1.0, 1.0, 1.0), *, inner=0.2, samples=64, newton_steps=8):
+    """Find the maximum of ``U_lr`` on the ray from the site at the origin towards ``direction``.
+
+    The ray runs from ``inner`` Å to the cell centre's distance ``a sqrt(3) / 2`` (the body
+    diagonal, the default, passes through the minimum); the maximum is located on ``samples``
+    points and refined by Newton steps on ``dU/dr``. On a symmetry axis (the body diagonal) the
+    point is a stationary point of the 3D landscape, and its Hessian (``curvatures``) tells
+    whether it is the saddle guarding the collapse.
+
+    Args:
+        landscape: a :class:`LinearResponseLandscape` (any landscape works; a bounded one
+            simply returns the maximum along the ray).
+        direction: ``(3,)`` direction of the ray, components positive (so the ray stays in the
+            cell of the origin's positive octant).
+
+    Returns:
+        :class:`Turnover`.
+    """
+    direction = np.asarray(direction, dtype=float)
+    if direction.shape != (3,) or np.any(direction <= 0):
+        raise ValueError(f"direction must be 3 positive components (into the cell), got {direction}")
+    unit = tuple(float(c) for c in direction / np.linalg.norm(direction))
+    return _turnover(landscape, unit, float(inner), int(samples), int(newton_steps))
+
+
+@eqx.filter_jit
+def _turnover(landscape, unit, inner, samples, newton_steps):
+    unit = jnp.asarray(unit)
+    spacing = landscape.model.lattice.spacing
+    centre = 0.5 * spacing * jnp.ones(3)
+    reach = 0.5 * spacing * jnp.sqrt(3.0)
+    along = lambda r: landscape.energy(r * unit)
+    radii = jnp.linspace(inner, reach, samples)
+    values = jax.vmap(along)(radii)
+    start = radii[jnp.argmax(values)]
+    slope, curvature = jax.grad(along), jax.grad(jax.grad(along))
+
+    def newton(_, r):
+        step = slope(r) / curvature(r)
+        return jnp.clip(r - step, inner, reach)
+
+    distance = jax.lax.fori_loop(0, newton_steps, newton, start)
+    position = distance * unit
+    reference = landscape.energy(centre)
+    model = landscape.model
+    return Turnover(
+        distance=distance,
+        position=position,
+        energy=landscape.energy(position) - reference,
+        rigid_energy=model.rigid_energy(position) - model.rigid_energy(centre),
+        curvatures=jnp.linalg.eigvalsh(landscape.hessian(position)),
+    )
+
+
+class RelaxationResult(NamedTuple):
+    """One static relaxation.
+
+    Attributes:
+        displacements: ``(S, 3)`` Å, the relaxed sites' displacements (aligned with
+            :attr:`StaticRelaxation.offsets` relative to the ion's cell).
+        energy: the relaxed energy ``U_rel(R)`` in meV (elastic plus interaction).
+        residual: ``max |grad|`` of the minimised energy at the solution, meV/Å.
+        steps: Newton steps taken.
+    """
+
+    displacements: jax.Array
+    energy: jax.Array
+    residual: jax.Array
+    steps: jax.Array
+
+
+class StaticRelaxation(AbstractLandscape):
+    """The exact relaxed landscape: one damped-Newton minimisation per evaluation.
+
+        U_rel(R) = min_{u_S} E(R, u_S),   E = u_S^T (G_SS)^-1 u_S / 2 + U(R, u_S)
+
+    ``U`` is the model's full interaction (every stencil site; the sites outside ``S`` stay at
+    rest). Newton from ``u = 0``: the Hessian ``(G_SS)^-1 + blockdiag(d^2 U / du_n^2)`` (the
+    interaction's blocks by forward-over-reverse differentiation), used as it is when its
+    Cholesky factorisation succeeds and otherwise shifted by an amount that makes it provably
+    positive definite (Weyl's bound from the stiffness's smallest eigenvalue and Gershgorin bounds
+    of the blocks), then the largest step ``2^-k`` (``k < 8``) meeting the Armijo condition. Stops when
+    ``max |grad| <= tolerance`` or the step is below ``step_tolerance``, or after ``max_steps``
+    (when the predicted decrease is below the energy's rounding the full Newton step is taken).
+
+    The derivatives of ``U_rel`` (force, Hessian, and with respect to the model's parameters)
+    come from the implicit function theorem, ``du* = -H^-1 d(grad_u E)``, not from
+    differentiating the iterations.
+
+    Attributes:
+        model: the ion in its framework.
+        stiffness: ``(G_SS)^-1``, ``(3S, 3S)`` in meV/Å^2.
+        stiffness_floor: its smallest eigenvalue.
+        offsets: static ``(S, 3)`` cell offsets of the relaxed sites (relative to the ion's cell).
+        sites: static indices of those sites in the model's stencil.
+        relax_cutoff: Å (``inf`` when every stencil site relaxes).
+        max_steps, tolerance (meV/Å), step_tolerance (Å): the Newton loop's controls.
+    """
+
+    model: IonInFramework
+    stiffness: jax.Array
+    stiffness_floor: jax.Array
+    offsets: tuple = eqx.field(static=True)
+    sites: tuple = eqx.field(static=True)
+    relax_cutoff: float = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    tolerance: float = eqx.field(static=True)
+    step_tolerance: float = eqx.field(static=True)
+
+    def __init__(self, model, relax_cutoff=4.5, *, max_steps=60, tolerance=1e-9, step_tolerance=1e-11):
+        """``relax_cutoff`` (Å): relax every site within this distance of any point of the ion's
+        cell (those of the model's stencil); ``None`` relaxes every stencil site."""
+        _require_model(model)
+        stencil = [tuple(o) for o in model.neighbours.offsets]
+        if relax_cutoff is None:
+            chosen, relax_cutoff = stencil, float("inf")
+        else:
+            relax_cutoff = float(relax_cutoff)
+            if not relax_cutoff > 0:
+                raise ValueError(f"relax_cutoff must be positive (Å) or None, got {relax_cutoff}")
+            near = NeighbourSites(model.neighbours.spacing, relax_cutoff, relax_cutoff).offsets
+            chosen = [o for o in near if o in stencil]
+        if not chosen:
+            raise ValueError(f"no stencil site lies within relax_cutoff = {relax_cutoff} Å of the ion's cell")
+        if int(max_steps) != max_steps or max_steps < 1:
+            raise ValueError(f"max_steps must be a positive integer, got {max_steps}")
+        self.model = model
+        self.offsets = tuple(chosen)
+        self.sites = tuple(stencil.index(o) for o in chosen)
+        self.relax_cutoff = relax_cutoff
+        stiffness = jnp.linalg.inv(_flat_green(model, chosen))
+        self.stiffness = 0.5 * (stiffness + stiffness.T)
+        self.stiffness_floor = jnp.linalg.eigvalsh(self.stiffness)[0]
+        self.max_steps, self.tolerance, self.step_tolerance = int(max_steps), float(tolerance), float(step_tolerance)
+
+    @property
+    def count(self):
+        """``S``: number of relaxed sites (static)."""
+        return len(self.offsets)
+
+    def _embed(self, displacements):
+        """``(S, 3)`` relaxed-site displacements -> ``(C, 3)`` over the model's stencil (rest zero)."""
+        full = jnp.zeros((self.model.neighbours.capacity, 3), dtype=displacements.dtype)
+        return full.at[np.asarray(self.sites)].set(displacements)
+
+    def total_energy(self, position, displacements):
+        """``E(R, u_S) = u_S^T (G_SS)^-1 u_S / 2 + U(R, u_S)`` in meV for ``displacements (S, 3)`` Å."""
+        flat = displacements.reshape(-1)
+        return 0.5 * flat @ self.stiffness @ flat + self.model.interaction(position, self._embed(displacements))
+
+    def _gradient(self, position, displacements):
+        return jax.grad(self.total_energy, argnums=1)(position, displacements)
+
+    def newton_hessian(self, position, displacements):
+        """``d^2 E / du_S^2``, ``(3S, 3S)`` in meV/Å^2: the stiffness plus the interaction's blocks."""
+        blocks = _site_hessians(self.model, position, self._embed(displacements))[np.asarray(self.sites)]
+        diagonal = blocks[:, :, None, :] * jnp.eye(self.count)[:, None, :, None]
+        return self.stiffness + diagonal.reshape(3 * self.count, 3 * self.count), blocks
+
+    def solve(self, position):
+        """Relax the framework around an ion held at ``position (3,)`` Å; see :class:`RelaxationResult`.
+
+        Not differentiable itself (a ``while_loop``); :meth:`energy` and :meth:`displacements` are."""
+        position = _require_position(position)
+        trials = 0.5 ** jnp.arange(8.0)
+        energy = lambda u: self.total_energy(position, u)
+
+        def condition(state):
+            step, _, _, residual, moved = state
+            return (step < self.max_steps) & (residual > self.tolerance) & (moved > self.step_tolerance)
+
+        def body(state):
+            step, u, gradient, _, _ = state
+            hessian, blocks = self.newton_hessian(position, u)
+            radius = jnp.sum(jnp.abs(blocks), axis=-1) - jnp.abs(jnp.diagonal(blocks, axis1=-2, axis2=-1))
+            lowest = jnp.min(jnp.diagonal(blocks, axis1=-2, axis2=-1) - radius)
+            floor = self.stiffness_floor + jnp.minimum(lowest, 0.0)
+            definite = jnp.all(jnp.isfinite(jnp.linalg.cholesky(hessian)))
+            shift = jnp.where(definite, 0.0, jnp.maximum(0.0, 0.1 * self.stiffness_floor - floor))
+            flat_gradient = gradient.reshape(-1)
+            direction = -jnp.linalg.solve(hessian + shift * jnp.eye(hessian.shape[0]), flat_gradient)
+            direction = direction.reshape(u.shape)
+            current = energy(u)
+            values = jax.vmap(lambda t: energy(u + t * direction))(trials)
+            armijo = values <= current + 1e-4 * trials * (flat_gradient @ direction.reshape(-1))
+            best = jnp.argmin(values)
+            scale = jnp.where(
+                jnp.any(armijo), trials[jnp.argmax(armijo)], jnp.where(values[best] < current, trials[best], 0.0)
+            )
+            # a predicted decrease below the energy's rounding: the full Newton step
+            resolved = -(flat_gradient @ direction.reshape(-1)) > 1e-13 * (jnp.abs(current) + 1.0)
+            scale = jnp.where(resolved, scale, 1.0)
+            u = u + scale * direction
+            gradient = self._gradient(position, u)
+            return step + 1, u, gradient, jnp.max(jnp.abs(gradient)), scale * jnp.max(jnp.abs(direction))
+
+        u0 = jnp.zeros((self.count, 3))
+        g0 = self._gradient(position, u0)
+        state = (jnp.asarray(0), u0, g0, jnp.max(jnp.abs(g0)), jnp.asarray(jnp.inf))
+        steps, u, _, residual, _ = jax.lax.while_loop(condition, body, state)
+        return RelaxationResult(u, energy(u), residual, steps)
+
+    def displacements(self, position):
+        """Relaxed displacements ``u_S*(R) (S, 3)`` Å, differentiable (implicit function theorem)."""
+        return _relaxed_displacements(self, _require_position(position))
+
+    def energy(self, position):
+        position = _require_position(position)
+        return self.total_energy(position, self.displacements(position))
+
+    def force(self, position):
+        """``-dE/dR`` at the relaxed displacements (the envelope theorem: ``dE/du = 0`` there)."""
+        position = _require_position(position)
+        return -jax.grad(self.total_energy)(position, self.displacements(position))
+
+    def hessian(self, position):
+        """``E_RR + E_Ru du*/dR``, the forward derivative of :meth:`force` (``du*/dR`` implicit)."""
+        return -jax.jacfwd(self.force)(_require_position(position))
+
+
+@eqx.filter_custom_jvp
+def _relaxed_displacements(relaxation, position):
+    return jax.lax.stop_gradient(relaxation.solve(position).displacements)
+
+
+@_relaxed_displacements.def_jvp
+def _relaxed_displacements_jvp(primals, tangents):
+    """``du* = -H^-1 [d/d(R, params) grad_u E](u*)`` (implicit function theorem)."""
+    relaxation, position = primals
+    u = _relaxed_displacements(relaxation, position)
+    tangent_relaxation, tangent_position = tangents
+    if tangent_position is None:
+        tangent_position = jnp.zeros_like(position)
+    gradient = lambda rel, r: rel._gradient(r, u)
+    _, rhs = eqx.filter_jvp(gradient, (relaxation, position), (tangent_relaxation, tangent_position))
+    hessian, _ = relaxation.newton_hessian(position, u)
+    return u, -jnp.linalg.solve(hessian, rhs.reshape(-1)).reshape(u.shape)
+
+
+# --- periodic tricubic B-spline ------------------------------------------------------------------
+
+
+def bspline_coefficients(values):
+    """Coefficients of the periodic tricubic B-spline interpolating ``values (n1, n2, n3)``.
+
+    The interpolant ``f(t) = sum_m c_m B(t - m)`` (``B`` the cubic B-spline, ``t`` in grid
+    units, node ``m`` at ``t = m``) meets the samples when ``c`` is the samples divided, in
+    Fourier space, by the symbol ``prod_axes (4 + 2 cos(2 pi k / n)) / 6`` (never zero).
+    """
+    values = jnp.asarray(values, dtype=float)
+    if values.ndim != 3 or min(values.shape) < 4:
+        raise ValueError(f"values must be a 3D periodic table with at least 4 nodes per axis, got {values.shape}")
+    symbols = [(4.0 + 2.0 * jnp.cos(2.0 * jnp.pi * jnp.arange(n) / n)) / 6.0 for n in values.shape]
+    symbol = symbols[0][:, None, None] * symbols[1][None, :, None] * symbols[2][None, None, :]
+    return jnp.fft.ifftn(jnp.fft.fftn(values) / symbol).real
+
+
+def _bspline_weights(fraction):
+    """Cubic B-spline weights of the nodes ``i-1, i, i+1, i+2`` for ``t = i + fraction``, ``(..., 4)``."""
+    f = fraction
+    return jnp.stack(
+        [(1.0 - f) ** 3, 3.0 * f**3 - 6.0 * f**2 + 4.0, -3.0 * f**3 + 3.0 * f**2 + 3.0 * f + 1.0, f**3], axis=-1
+    ) / 6.0
+
+
+def bspline_value(coefficients, point):
+    """Periodic tricubic B-spline at ``point (3,)`` in grid units (node ``m`` at ``point = m``).
+
+    C2, exact at the nodes, from the ``4 x 4 x 4`` neighbouring coefficients; differentiable."""
+    shape = jnp.asarray(coefficients.shape)
+    base = jnp.floor(point)
+    weights = _bspline_weights(point - base)
+    index = jnp.mod(base.astype(jnp.int32)[:, None] + jnp.arange(-1, 3)[None, :], shape[:, None])
+    block = coefficients[index[0][:, None, None], index[1][None, :, None], index[2][None, None, :]]
+    return jnp.einsum("i,j,k,ijk->", weights[0], weights[1], weights[2], block)
+
+
+# --- tabulated relaxed landscape -----------------------------------------------------------------
+
+
+def _cubic_orbits(grid):
+    """Nodes ``(i, j, k)`` of an ``n^3`` grid over the cell grouped by the cubic point group about
+    the site at the origin: ``(unique (U, 3), inverse (n^3,))`` with ``node = unique[inverse]``."""
+    index = np.arange(grid)
+    folded = np.minimum(index, (grid - index) % grid)
+    nodes = np.stack(np.meshgrid(folded, folded, folded, indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.unique(np.sort(nodes, axis=1), axis=0, return_inverse=True)
+
+
+def _cubic_operations():
+    """The 48 signed permutation matrices of the cubic point group."""
+    operations = []
+    for permutation in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            matrix = np.zeros((3, 3))
+            matrix[np.arange(3), permutation] = signs
+            operations.append(matrix)
+    return np.array(operations)
+
+
+def is_cubic(model, *, samples=4, rtol=1e-10):
+    """Whether the framework and the pair potential have the full cubic symmetry about a site (so
+    the relaxation correction does): ``D(Pq) = P D(q) P^T`` and ``phi(P r) = phi(r)`` for the 48
+    operations ``P`` at a few random points. Needs concrete parameters."""
+    operations = _cubic_operations()
+    rng = np.random.default_rng(0)
+    q = rng.uniform(-np.pi, np.pi, (samples, 3))
+    r = rng.uniform(0.5, 2.0, (samples, 3)) * float(model.lattice.spacing)
+    d = np.asarray(model.lattice.dynamical_matrix(q))
+    rotated = np.asarray(model.lattice.dynamical_matrix(np.einsum("pij,sj->psi", operations, q)))
+    expected = np.einsum("pij,sjk,plk->psil", operations, d, operations)
+    phi = np.asarray(model.potential(r))
+    phi_rotated = np.asarray(model.potential(np.einsum("pij,sj->psi", operations, r)))
+    scale_d, scale_phi = np.max(np.abs(d)), np.max(np.abs(phi))
+    return bool(
+        np.all(np.abs(rotated - expected) <= rtol * scale_d) and np.all(np.abs(phi_rotated - phi) <= rtol * scale_phi)
+    )
+
+
+class RelaxedLandscape(AbstractLandscape):
+    """The relaxed landscape for dynamics: exact rigid energy plus a tabulated relaxation correction.
+
+        energy(R) = U(R, 0) + w(R) [U_rel(R) - U(R, 0)]   (the bracket splined over one cell)
+
+    The correction is periodic with the cell; it is sampled on an ``n^3`` grid of nodes
+    ``a (i, j, k) / n`` and interpolated by a periodic tricubic B-spline (C2). ``w`` is the cap
+    (:func:`relaxed_landscape`): one where the rigid energy is less than ``cap[0]`` above its
+    minimum, zero beyond ``cap[1]``, smooth between, so near the sites (where the ion never goes
+    and the correction tends to ``-U(R, 0)``) the landscape is the rigid one minus a bounded
+    amount and stays bounded below.
+
+    Attributes:
+        model: the ion in its framework.
+        coefficients: ``(n, n, n)`` spline coefficients of the capped correction (meV).
+        table: ``(n, n, n)`` the capped correction at the nodes (meV).
+        weights: ``(n, n, n)`` the cap ``w`` at the nodes.
+        residual: the largest Newton residual (meV/Å) over the nodes where ``w > 0``.
+        relax_cutoff: Å, as for :class:`StaticRelaxation`.
+        cap: ``(on, off)`` in meV above the rigid minimum.
+    """
+
+    model: IonInFramework
+    coefficients: jax.Array
+    table: jax.Array
+    weights: jax.Array
+    residual: jax.Array
+    relax_cutoff: float = eqx.field(static=True)
+    cap: tuple = eqx.field(static=True)
+
+    @property
+    def grid(self):
+        """``n``: nodes per axis (static)."""
+        return self.coefficients.shape[0]
+
+    def correction(self, position):
+        point = position * (self.grid / self.model.lattice.spacing)
+        return bspline_value(self.coefficients, point)
+
+    def energy(self, position):
+        return self.model.rigid_energy(position) + self.correction(position)
+
+
+def relaxed_landscape(model, grid=16, relax_cutoff=4.5, *, cap=(1000.0, 3000.0), symmetric=None, max_steps=60,
+                      tolerance=1e-9):
+    """Tabulate the relaxation correction ``U_rel - U(R, 0)`` over one cell: :class:`RelaxedLandscape`.
+
+    Args:
+        model: the ion in its framework.
+        grid: nodes per axis ``n`` (``>= 4``); the nodes include the site (corner), the cell
+            centre and the face centres when ``n`` is even.
+        relax_cutoff: Å, the relaxed sites (see :class:`StaticRelaxation`; ``None``: all).
+        cap: ``(on, off)`` meV above the rigid minimum over the nodes: the correction is kept
+            exactly where the rigid energy is below ``on`` and switched off smoothly (C2) by
+            ``off``. The default leaves the region within 1 eV of the minimum untouched.
+        symmetric: relax only one node per orbit of the cubic point group about the site (about
+            48 times fewer relaxations); ``None`` decides with :func:`is_cubic`.
+        max_steps, tolerance: for the Newton solves.
+    """
+    _require_model(model)
+    if isinstance(grid, bool) or int(grid) != grid or grid < 4:
+        raise ValueError(f"grid must be an integer >= 4, got {grid!r}")
+    grid = int(grid)
+    cap = (float(cap[0]), float(cap[1]))
+    if not 0 < cap[0] < cap[1]:
+        raise ValueError(f"cap must be (on, off) with 0 < on < off (meV above the minimum), got {cap}")
+    if symmetric is None:
+        symmetric = is_cubic(model)
+    relaxation = StaticRelaxation(model, relax_cutoff, max_steps=max_steps, tolerance=tolerance)
+    spacing = model.lattice.spacing
+    if symmetric:
+        unique, inverse = _cubic_orbits(grid)
+    else:
+        index = np.arange(grid)
+        unique = np.stack(np.meshgrid(index, index, index, indexing="ij"), axis=-1).reshape(-1, 3)
+        inverse = np.arange(grid**3)
+    positions = spacing * jnp.asarray(unique, dtype=float) / grid
+    values, weights, residual = _tabulate(relaxation, positions, cap)
+    shape = (grid, grid, grid)
+    values = values[inverse].reshape(shape)
+    return RelaxedLandscape(
+        model=model,
+        coefficients=bspline_coefficients(values),
+        table=values,
+        weights=weights[inverse].reshape(shape),
+        residual=residual,
+        relax_cutoff=relaxation.relax_cutoff,
+        cap=cap,
+    )
+
+
+@eqx.filter_jit
+def _tabulate(relaxation, positions, cap):
+    """Capped corrections ``w (U_rel - U)`` ``(P,)``, weights ``w (P,)`` and the largest residual
+    over the kept nodes, for node positions ``(P, 3)``. Capped nodes are relaxed at the cell
+    centre instead (cheap, finite) and their result discarded."""
+    model = relaxation.model
+    rigid = jax.vmap(model.rigid_energy)(positions)
+    finite = jnp.isfinite(rigid)
+    excess = rigid - jnp.min(jnp.where(finite, rigid, jnp.inf))
+    weights = jnp.where(finite, smooth_switch(excess, cap[0], cap[1]), 0.0)
+    kept = weights > 0
+    centre = 0.5 * model.lattice.spacing * jnp.ones(3)
+    results = jax.vmap(relaxation.solve)(jnp.where(kept[:, None], positions, centre))
+    correction = jnp.where(kept, results.energy - jnp.where(finite, rigid, 0.0), 0.0)
+    return weights * correction, weights, jnp.max(jnp.where(kept, results.residual, 0.0))
+
+
+# --- migration barriers --------------------------------------------------------------------------
+
+
+class Barrier(NamedTuple):
+    """A migration barrier: face centre (saddle) minus cell centre (minimum).
+
+    Attributes:
+        barrier: ``energy(saddle) - energy(minimum)``, meV.
+        minimum_energy, saddle_energy: meV.
+        minimum_curvatures, saddle_curvatures: ``(3,)`` Hessian eigenvalues (ascending), meV/Å^2.
+        is_minimum: all curvatures at the cell centre positive.
+        is_saddle: exactly one negative curvature at the face centre.
+    """
+
+    barrier: jax.Array
+    minimum_energy: jax.Array
+    saddle_energy: jax.Array
+    minimum_curvatures: jax.Array
+    saddle_curvatures: jax.Array
+    is_minimum: jax.Array
+    is_saddle: jax.Array
+
+
+@eqx.filter_jit
+def migration_barrier(landscape):
+    """The barrier of any landscape between the cell centre ``(a/2)(1, 1, 1)`` and the face
+    centre ``(a/2, a/2, 0)``, with the Hessian's eigenvalues at both."""
+    spacing = landscape.model.lattice.spacing
+    minimum = 0.5 * spacing * jnp.ones(3)
+    saddle = 0.5 * spacing * jnp.array([1.0, 1.0, 0.0])
+    low, high = landscape.energy(minimum), landscape.energy(saddle)
+    low_curvatures = jnp.linalg.eigvalsh(landscape.hessian(minimum))
+    high_curvatures = jnp.linalg.eigvalsh(landscape.hessian(saddle))
+    return Barrier(
+        barrier=high - low,
+        minimum_energy=low,
+        saddle_energy=high,
+        minimum_curvatures=low_curvatures,
+        saddle_curvatures=high_curvatures,
+        is_minimum=jnp.all(low_curvatures > 0),
+        is_saddle=jnp.sum(high_curvatures < 0) == 1,
+    )
+
+
+def migration_barriers(model, *, relax_cutoff=4.5, softening=0.5):
+    """Migration barriers of physics.md 5.5: ``{"rigid", "relaxed", "linear_response"}`` ->
+    :class:`Barrier`, the relaxed one by direct relaxation (:class:`StaticRelaxation`)."""
+    _require_model(model)
+    return {
+        "rigid": migration_barrier(RigidLandscape(model)),
+        "relaxed": migration_barrier(StaticRelaxation(model, relax_cutoff)),
+        "linear_response": migration_barrier(LinearResponseLandscape(model, softening)),
+    }
