@@ -36,7 +36,6 @@ import sys
 import time
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,40 +45,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_json  # noqa: E402
 
 import jaxion  # noqa: E402,F401  (float64)
+from jaxion.thermal.wells import Cage, Well  # noqa: E402
 from jaxion.thermal.langevin import LangevinDynamics, run_langevin  # noqa: E402
-from jaxion.thermal.model import BOLTZMANN, follow_up_model  # noqa: E402
+from jaxion.thermal.model import follow_up_model  # noqa: E402
+from jaxion.units import BOLTZMANN_MEV  # noqa: E402
 
 SOLVERS = ("splitting", "euler_heun", "heun", "general_shark", "spark")
 MASS, TEMPERATURE = 0.7, 300.0
-KT = BOLTZMANN * TEMPERATURE
+KT = BOLTZMANN_MEV * TEMPERATURE
 STIFFNESS, QUARTIC = 50.0, 20.0
 SAVE_INTERVAL, BURN_IN = 0.04, 2.0  # ps
-
-
-class Cage(eqx.Module):
-    """Friction source: the Hessian of ``R^T K R / 2 + q |R|^4 / 4`` (anisotropic, anharmonic)."""
-
-    ion_mass: jax.Array
-    loss_tensor: jax.Array
-    curvature: jax.Array
-    quartic: jax.Array
-
-    def rigid_energy(self, position):
-        return 0.5 * position @ self.curvature @ position + 0.25 * self.quartic * (position @ position) ** 2
-
-    def hessian(self, position):
-        return jax.hessian(self.rigid_energy)(position)
-
-
-class Well(eqx.Module):
-    """``U = k r^2 / 2 + b r^4 / 4``, meV."""
-
-    stiffness: jax.Array
-    quartic: jax.Array
-
-    def energy(self, position):
-        r2 = position @ position
-        return 0.5 * self.stiffness * r2 + 0.25 * self.quartic * r2**2
 
 
 def _rotation(a, b, c):

@@ -22,14 +22,16 @@ import pytest
 from scipy import linalg, stats
 
 import jaxion  # noqa: F401  (enables float64)
+from jaxion.thermal.wells import Cage, Well
 from jaxion.thermal.langevin import GridBrownianPath, LangevinDynamics, run_langevin
-from jaxion.thermal.model import BOLTZMANN, follow_up_model
+from jaxion.thermal.model import follow_up_model
+from jaxion.units import BOLTZMANN_MEV
 from jaxion.thermal.trajectory import NonFiniteThermalRunError
 
 P_FAIL = 1e-6
 MASS = 0.7  # meV ps^2 / Å^2, the follow-up's lithium-like ion
 TEMPERATURE = 300.0
-KT = BOLTZMANN * TEMPERATURE  # meV
+KT = BOLTZMANN_MEV * TEMPERATURE  # meV
 
 # The shared shapes: BATCH trajectories of STEPS steps, every step saved.
 BATCH, STEPS = 256, 4000
@@ -53,34 +55,6 @@ def _rotation(a, b, c):
     ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
     rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
     return rz @ ry @ rx
-
-
-class Cage(eqx.Module):
-    """A cheap stand-in for the ion's model: the friction's Hessian is that of the anharmonic,
-    anisotropic energy ``R^T K R / 2 + q |R|^4 / 4``, so ``Gamma(R) = H(R) L H(R)`` depends on ``R``
-    (and is constant for ``q = 0``)."""
-
-    ion_mass: jax.Array
-    loss_tensor: jax.Array
-    curvature: jax.Array
-    quartic: jax.Array
-
-    def rigid_energy(self, position):
-        return 0.5 * position @ self.curvature @ position + 0.25 * self.quartic * (position @ position) ** 2
-
-    def hessian(self, position):
-        return jax.hessian(self.rigid_energy)(position)
-
-
-class Well(eqx.Module):
-    """Landscape ``U = k |R|^2 / 2 + b |R|^4 / 4`` (meV)."""
-
-    stiffness: jax.Array
-    quartic: jax.Array
-
-    def energy(self, position):
-        r2 = position @ position
-        return 0.5 * self.stiffness * r2 + 0.25 * self.quartic * r2**2
 
 
 def _cage(curvature_eigenvalues, loss_diagonal, quartic, angles=(0.3, -0.7, 1.1)):

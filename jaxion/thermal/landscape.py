@@ -233,6 +233,9 @@ def _turnover(landscape, unit, inner, samples, newton_steps):
     )
 
 
+DEFAULT_CAP = (1000.0, 15000.0)  # meV above the rigid minimum: see StaticRelaxation.tabulate
+
+
 class RelaxationResult(NamedTuple):
     """One static relaxation.
 
@@ -380,6 +383,21 @@ class StaticRelaxation(AbstractLandscape):
         state = (jnp.asarray(0), u0, g0, jnp.max(jnp.abs(g0)), jnp.asarray(jnp.inf))
         steps, u, _, residual, _ = jax.lax.while_loop(condition, body, state)
         return RelaxationResult(u, energy(u), residual, steps)
+
+    def tabulate(self, grid=16, *, cap=None, symmetric=None):
+        """Tabulate the correction ``U_rel - U(R, 0)`` over one cell: a :class:`RelaxedLandscape`.
+
+        Args:
+            grid: nodes per axis ``n`` (``>= 4``) of the grid ``a (i, j, k) / n``; an even ``n``
+                puts the cell centre and the face centres on nodes (the site is a node).
+            cap: ``(on, off)`` in meV above the rigid minimum over the nodes (default
+                ``DEFAULT_CAP``): the correction is kept exactly where the rigid energy is below
+                ``on`` and switched off smoothly (C2 in the rigid energy) by ``off``, where the
+                ion never goes and the correction tends to ``-U(R, 0)`` (infinite at the site).
+            symmetric: relax one node per orbit of the cubic point group about the site (``n =
+                16``: 165 relaxations instead of 4096); ``None`` decides with :func:`is_cubic`.
+        """
+        return _tabulated(self, grid, DEFAULT_CAP if cap is None else cap, symmetric)
 
     def displacements(self, position):
         """Relaxed displacements ``u_S*(R) (S, 3)`` Å, differentiable (implicit function theorem)."""
@@ -541,40 +559,36 @@ class RelaxedLandscape(AbstractLandscape):
         return self.model.rigid_energy(position) + self.correction(position)
 
 
-def relaxed_landscape(model, grid=16, relax_cutoff=4.5, *, cap=(1000.0, 3000.0), symmetric=None, max_steps=60,
+def relaxed_landscape(model, grid=16, relax_cutoff=4.5, *, cap=DEFAULT_CAP, symmetric=None, max_steps=60,
                       tolerance=1e-9):
     """Tabulate the relaxation correction ``U_rel - U(R, 0)`` over one cell: :class:`RelaxedLandscape`.
 
-    Args:
-        model: the ion in its framework.
-        grid: nodes per axis ``n`` (``>= 4``); the nodes include the site (corner), the cell
-            centre and the face centres when ``n`` is even.
-        relax_cutoff: Å, the relaxed sites (see :class:`StaticRelaxation`; ``None``: all).
-        cap: ``(on, off)`` meV above the rigid minimum over the nodes: the correction is kept
-            exactly where the rigid energy is below ``on`` and switched off smoothly (C2) by
-            ``off``. The default leaves the region within 1 eV of the minimum untouched.
-        symmetric: relax only one node per orbit of the cubic point group about the site (about
-            48 times fewer relaxations); ``None`` decides with :func:`is_cubic`.
-        max_steps, tolerance: for the Newton solves.
+    ``StaticRelaxation(model, relax_cutoff, max_steps=..., tolerance=...).tabulate(grid, cap=...,
+    symmetric=...)``; see :meth:`StaticRelaxation.tabulate`.
     """
     _require_model(model)
+    relaxation = StaticRelaxation(model, relax_cutoff, max_steps=max_steps, tolerance=tolerance)
+    return relaxation.tabulate(grid, cap=cap, symmetric=symmetric)
+
+
+def _tabulated(relaxation, grid, cap, symmetric):
+    """:meth:`StaticRelaxation.tabulate`."""
     if isinstance(grid, bool) or int(grid) != grid or grid < 4:
         raise ValueError(f"grid must be an integer >= 4, got {grid!r}")
     grid = int(grid)
     cap = (float(cap[0]), float(cap[1]))
     if not 0 < cap[0] < cap[1]:
         raise ValueError(f"cap must be (on, off) with 0 < on < off (meV above the minimum), got {cap}")
+    model = relaxation.model
     if symmetric is None:
         symmetric = is_cubic(model)
-    relaxation = StaticRelaxation(model, relax_cutoff, max_steps=max_steps, tolerance=tolerance)
-    spacing = model.lattice.spacing
     if symmetric:
         unique, inverse = _cubic_orbits(grid)
     else:
         index = np.arange(grid)
         unique = np.stack(np.meshgrid(index, index, index, indexing="ij"), axis=-1).reshape(-1, 3)
         inverse = np.arange(grid**3)
-    positions = spacing * jnp.asarray(unique, dtype=float) / grid
+    positions = model.lattice.spacing * jnp.asarray(unique, dtype=float) / grid
     values, weights, residual = _tabulate(relaxation, positions, cap)
     shape = (grid, grid, grid)
     values = values[inverse].reshape(shape)

@@ -71,7 +71,7 @@ import numpy as np
 
 from .. import _checks
 from ..solvers import Linear
-from .model import BOLTZMANN
+from ..units import BOLTZMANN_MEV
 from .trajectory import ThermalTrajectory, poison_after_failure, require_finite
 
 MAX_PHASE_PER_STEP = 0.5
@@ -241,7 +241,7 @@ class LangevinDynamics(eqx.Module):
     @property
     def thermal_energy(self):
         """``k_B T`` in meV."""
-        return BOLTZMANN * self.temperature
+        return BOLTZMANN_MEV * self.temperature
 
     def landscape_energy(self, position):
         """``U(R)`` in meV (the rigid ``model.rigid_energy`` without a landscape)."""
@@ -668,7 +668,7 @@ def _solve(dynamics, state, key, dt, steps, save_every, solver, progress):
         drag_work = nan_unless_finite(solution.solver_state.drag_work)
         noise_work = nan_unless_finite(solution.solver_state.noise_work)
         midpoint_kinetic = nan_unless_finite(solution.solver_state.midpoint_kinetic) / steps
-        midpoint_temperature = 2.0 * midpoint_kinetic / (3.0 * BOLTZMANN)
+        midpoint_temperature = 2.0 * midpoint_kinetic / (3.0 * BOLTZMANN_MEV)
     return LangevinRun(
         ts=solution.ts,
         positions=positions,
@@ -676,7 +676,7 @@ def _solve(dynamics, state, key, dt, steps, save_every, solver, progress):
         energy=energy,
         finite=finite,
         mean_kinetic_energy=mean_kinetic,
-        kinetic_temperature=2.0 * mean_kinetic / (3.0 * BOLTZMANN),
+        kinetic_temperature=2.0 * mean_kinetic / (3.0 * BOLTZMANN_MEV),
         drag_work=drag_work,
         noise_work=noise_work,
         midpoint_kinetic_temperature=midpoint_temperature,

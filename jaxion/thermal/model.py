@@ -30,11 +30,8 @@ from .. import _checks
 from ..dissipation import recoil_matrix
 from ..lattice import Lattice, SimpleCubic
 from ..potentials import AbstractPairPotential, Yukawa
-from .neighbours import NeighbourSites
-
 from ..units import BOLTZMANN_MEV, MEV
-
-BOLTZMANN = BOLTZMANN_MEV  # k_B in meV / K
+from .neighbours import NeighbourSites
 
 
 def from_amu(mass):
