@@ -42,7 +42,7 @@ class AbstractPairPotential(eqx.Module):
         return PairSum((self, other))
 
 
-def _distance(separation):
+def distance(separation):
     """``|r|`` with a gradient that stays finite at ``r = 0``."""
     squared = jnp.sum(separation**2, axis=-1)
     safe = jnp.where(squared > 0, squared, 1.0)
@@ -92,8 +92,8 @@ class Yukawa(AbstractPairPotential):
         return [_checks.finite("Yukawa u0", self.u0), _checks.positive("Yukawa screening length", self.screening)]
 
     def __call__(self, separation):
-        distance = _distance(separation)
-        return self.u0 * jnp.exp(-distance / self.screening) / distance
+        r = distance(separation)
+        return self.u0 * jnp.exp(-r / self.screening) / r
 
     @property
     def range(self):

@@ -29,7 +29,7 @@ import numpy as np
 from .. import _checks
 from ..dissipation import recoil_matrix
 from ..lattice import Lattice, SimpleCubic
-from ..potentials import AbstractPairPotential, Yukawa
+from ..potentials import AbstractPairPotential, Yukawa, distance
 from ..units import BOLTZMANN_MEV, MEV
 from .neighbours import NeighbourSites
 
@@ -108,8 +108,7 @@ class IonInFramework(eqx.Module):
         separations = self.lattice.spacing * self.site_cells(position) - position
         if site_displacements is not None:
             separations = separations + site_displacements
-        distance = jnp.sqrt(jnp.sum(separations**2, axis=-1))
-        return jnp.sum(self.neighbours.weights(distance) * self.potential(separations))
+        return jnp.sum(self.neighbours.weights(distance(separations)) * self.potential(separations))
 
     def rigid_energy(self, position):
         """``U(R, 0)``, the landscape of the framework held at rest, meV."""
