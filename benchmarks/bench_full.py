@@ -3,7 +3,8 @@ machine's memory bandwidth.
 
     python benchmarks/bench_full.py [--quick]
 
-Writes benchmarks/results/full.json (``full_quick.json`` with ``--quick``).
+Writes full.json (``full_quick.json`` with ``--quick``) into ``_common.results_dir()``:
+``out/benchmarks/results/``, git-ignored.
 
 For L in (32, 64, 100) (``--quick``: 8, 12), float64 and float32, and each solver:
 
@@ -41,13 +42,11 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import time_call, write_json  # noqa: E402
+from _common import bare_steps, time_call, write_json  # noqa: E402
 
 import jaxion  # noqa: E402,F401
 from jaxion import full  # noqa: E402
-from jaxion.lattice import SimpleCubic  # noqa: E402
-from jaxion.potentials import Gaussian  # noqa: E402
-from jaxion.system import System  # noqa: E402
+from jaxion.experiments import fig6_setup  # noqa: E402
 
 SOLVER_DT = {"tsit5": 1e-3, "tsit5_generic": 1e-3, "verlet": 5e-3, "symplectic": 2e-2}
 STATE_TRANSFERS = {"tsit5": 41 * 2, "tsit5_generic": 41 * 2, "verlet": 4, "symplectic": 6 * 4}  # N b, docstring
@@ -65,11 +64,6 @@ def triad_bandwidth(n, iterations):
     timing = time_call(lambda: jax.block_until_ready(run(b, c)), 3)
     # the loop carry a is read and written, b and c read: 4 arrays per iteration
     return 4 * n * 8 * iterations / timing["median"], timing
-
-
-def fig6_system():
-    """The paper's Fig. 6: eight masses on a line along z, Phi0 = 1, lambda = 1/2."""
-    return System(SimpleCubic(), Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
 
 
 def naive_force(model):
@@ -98,23 +92,8 @@ def solver_parts(model, solver):
 
 
 def bare_scan(model, solver, dt, steps):
-    """``steps`` solver steps in a bare ``lax.scan`` (no diffrax loop, no saving)."""
-    terms, method = solver_parts(model, solver)
-    dt = jnp.asarray(dt, model.dtype)
-
-    @jax.jit
-    def run(y0):
-        state = method.init(terms, 0.0, dt, y0, None)
-
-        def body(carry, i):
-            y, state = carry
-            t = i * dt
-            y, _, _, state, _ = method.step(terms, t, t + dt, y, None, state, jnp.array(False))
-            return (y, state), None
-
-        return jax.lax.scan(body, (y0, state), jnp.arange(steps, dtype=model.dtype))[0][0]
-
-    return run
+    """``steps`` solver steps in a bare ``lax.scan`` (no diffrax loop, no saving; ``_common.bare_steps``)."""
+    return bare_steps(*solver_parts(model, solver), dt, steps, model.dtype)
 
 
 def through_diffrax(model, solver, dt, steps):
@@ -132,9 +111,9 @@ def through_diffrax(model, solver, dt, steps):
 
 
 def measure(size, dtype, bandwidth, steps, repeats):
-    system = fig6_system()
-    model = full.FullLattice(system, size, dtype)
-    y0 = model.initial_state(jnp.array([0.0, 0.0, 7.0]), jnp.array([0.0, 0.0, 7.5]))
+    setup = fig6_setup()
+    model = full.FullLattice(setup.system, size, dtype)
+    y0 = model.initial_state(setup.position, setup.velocity)
     # a lattice already in motion, so no arithmetic is on zeros
     rho = 0.01 * jax.random.normal(jax.random.PRNGKey(0), model.shape, dtype)
     y0 = ((model.wrap(rho), y0[0][1]), (tuple(rho), y0[1][1]))

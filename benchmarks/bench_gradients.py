@@ -17,7 +17,8 @@ and a vmap sweep of recoil matrices over many frameworks.
 * vmap sweep of 10^4 frameworks (``--quick`` 10^3) for the recoil matrix on the sphere rule
   ``SWEEP_RULE``: time and frameworks per second.
 
-Writes benchmarks/results/gradients.json (``gradients_quick.json`` with ``--quick``).
+Writes gradients.json (``gradients_quick.json`` with ``--quick``) into ``_common.results_dir()``:
+``out/benchmarks/results/``, git-ignored.
 """
 
 import argparse

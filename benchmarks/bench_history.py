@@ -32,23 +32,26 @@ poles; ``K`` channels scaled by ``max|K|``, ``K'`` by ``max|K'|``):
   pencil cannot match once its unstable poles are moved to the circle. For a periodic lattice the
   exact SOE (every distinct mode frequency, valid for all ``t``) is counted too.
 
-Part 2, cost per step of the three history sums in JAX (jitted ``lax.scan``, float64, the same
-``(2, D, 3, 3)`` kernel blocks and site map as ``jaxion.kernel``, 8 sites, a feedback force
-``F_n = drive_n - kappa y_n`` so that every scheme must be causal): the SOE recursion for 16, 64
-and 256 recursions (up to 3e6 recursion-steps per run; its cost is linear in their number, fitted),
-the doubling-block FFT (blocks 16 and 64, the faster compared; see :func:`fft_history` for its
-layout) and the direct sum (a full run at n = 1e3, otherwise the last 300 steps at the full window),
-for ``n = 1e3, 1e4, 3e4`` steps of ``h = 1e-3`` (``t1 = 1, 10, 30`` periods); plus
-``jaxion.kernel.simulate`` itself (``block = 64`` at n = 1e3 and 3e4, the direct ``block = None``
-at n = 1e3) on the Fig. 6 system for scale. The SOE cost of each
-kernel and tolerance at ``t1 = n h`` then follows from the recursions its fit needed.
+Part 2, cost per step of the history sums. The library's two (the doubling-block FFT sum, ``block = 64``,
+and the direct sum, ``block = None``) are timed through ``jaxion.kernel.simulate`` itself on the Fig. 6
+system (``jaxion.experiments.fig6_setup``), steps of ``h = 1e-3`` (:func:`time_simulate`): the FFT sum per
+step from the run times for ``n`` and ``n / 2`` steps, ``n = 1e3, 1e4, 3e4`` (``t1 = 1, 10, 30`` periods;
+the per-call cost cancels); the direct sum (every step sums its whole window of ``n + 1`` lags) at
+``n = 20, 100, 250, 500`` (windows that stay in cache), fitted as ``T(n) = c0 + rest n + per_lag n (n + 1)``
+seconds per call, where ``rest`` is the step without its history sum, so the FFT sum costs the simulate step
+less ``rest``. The SOE recursion, which the library does not have, is timed alone (jitted ``lax.scan``,
+float64, the same ``(2, D, 3, 3)`` kernel blocks and site map as ``jaxion.kernel``, 8 sites, a feedback force
+``F_n = drive_n - kappa y_n`` so that it must be causal) for 16, 64 and 256 recursions (up to 3e6
+recursion-steps per run; its cost is linear in their number, fitted as ``a + b R``). The SOE cost of each
+kernel and tolerance at ``t1 = n h`` then follows from the recursions its fit needed, against the FFT sum's.
 
 Built-in checks (assertions): the pencil recovers known exponents of a synthetic kernel; the SOE
-recursion with an exact synthetic SOE kernel and the FFT scheme with a real kernel reproduce the
-direct sum to rounding.
+recursion with an exact synthetic SOE kernel reproduces the exact history sum (one FFT convolution) to
+rounding; ``jaxion.kernel.simulate`` gives the same trajectory with the FFT and the direct sum.
 
-``--quick`` (< 30 s) runs tiny sizes as a smoke test and writes ``history_quick.json``;
-the full run (< 5 min on 2 CPU cores) writes ``benchmarks/results/history.json``.
+``--quick`` (< 30 s) runs tiny sizes as a smoke test and writes ``history_quick.json``; the full run
+(< 5 min on 2 CPU cores) writes ``history.json``; both into ``_common.results_dir()``:
+``out/benchmarks/results/``, git-ignored.
 """
 
 import os
@@ -57,7 +60,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import functools  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -75,23 +77,20 @@ from _common import time_call, write_json  # noqa: E402
 import jaxion  # noqa: E402,F401  (turns on float64)
 from jaxion import kernel  # noqa: E402
 from jaxion.brillouin import periodic_grid  # noqa: E402
+from jaxion.experiments import FIG6_SITES, fig6_setup  # noqa: E402
 from jaxion.lattice import Chain, SimpleCubic  # noqa: E402
-from jaxion.potentials import Gaussian  # noqa: E402
-from jaxion.system import System  # noqa: E402
 
 TOLERANCES = (1e-4, 1e-6, 1e-8)
 CHECK_DT = 5e-3  # grid on which fit errors are measured (20 points per period of omega_max = 10)
 FIT_STRIDE = 5  # fit samples every FIT_STRIDE check points: dt = 0.025, 40 per period of omega_max
 MAX_PENCIL_RANK = 300  # eig of a rank x rank pencil per candidate; larger ranks: lower bound only
-SITES_3D = [(0, 0, j) for j in range(8)]
+SITES_3D = FIG6_SITES
 SITES_1D = [(j,) for j in range(8)]
 # (period / t1, highest frequency / omega_max) of the Fourier-extension fits, cheapest first
 FOURIER_CANDIDATES = ((1.25, 1.02), (1.5, 1.02), (2.0, 1.02), (2.0, 1.1), (3.0, 1.2), (4.0, 1.5))
-FFT_BLOCKS = (16, 64)  # block sizes of the FFT scheme timed (64: jaxion's default); the faster one is compared
-DIRECT_FULL = 1000  # longest direct run timed in full
-DIRECT_PROBE = 300  # steps timed at the full window when a direct run of n steps is too long
+BLOCK = 64  # jaxion.kernel.simulate's default block of the doubling-FFT history sum
 SOE_MAX_WORK = 3e6  # recursions x steps of the longest SOE timing run (its cost per step does not depend on n)
-KAPPA = 5.0  # feedback spring on the sites in the timing runs (stable: < k1 = 15)
+KAPPA = 5.0  # feedback spring on the sites in the SOE timing runs (stable: < k1 = 15)
 
 
 # ----------------------------------------------------------------------------- kernel channels
@@ -293,7 +292,7 @@ def exact_terms(lattice, size):
     return 2 * len(distinct) + (2 if np.any(omega <= 1e-7) else 0)
 
 
-# ----------------------------------------------------------------------------- the three history sums (JAX)
+# ----------------------------------------------------------------------------- the SOE recursion and a reference
 
 
 def site_sum(kern, onehot, forces):
@@ -303,12 +302,13 @@ def site_sum(kern, onehot, forces):
 
 
 @jax.jit
-def soe_history(z, coef, onehot, drive, h):
-    """``y_n = h Re sum_k c_k H_k(n)``, ``H_k(n+1) = z_k (H_k(n) + F_n)``, ``F_n = drive_n - kappa y_n[0]``.
+def soe_history(z, coef, onehot, drive, h, kappa):
+    """``y_n = h Re sum_k c_k H_k(n)``, ``H_k(n+1) = z_k (H_k(n) + F_n)``, ``F_n = drive_n - kappa y_n[0]``
+    (with ``kappa != 0`` each force depends on the sum so far, as in a simulation: the scheme must be causal).
 
     Args:
         z: ``(R,)`` complex poles per step; coef: ``(R, 2, D, 3, 3)`` complex amplitudes of ``K``, ``K'``;
-        onehot: ``(S, S, D)`` pair -> separation; drive: ``(n, S, 3)``; h: step.
+        onehot: ``(S, S, D)`` pair -> separation; drive: ``(n, S, 3)``; h: step; kappa: feedback spring.
 
     Returns:
         ``(n, 2, S, 3)``.
@@ -317,94 +317,22 @@ def soe_history(z, coef, onehot, drive, h):
 
     def step(state, force_in):
         y = h * site_sum(stacked, onehot, jnp.concatenate([state.real, state.imag]))
-        force = force_in - KAPPA * y[0]
+        force = force_in - kappa * y[0]
         return z[:, None, None] * (state + force[None]), y
 
     return jax.lax.scan(step, jnp.zeros((len(z),) + drive.shape[1:], complex), drive)[1]
 
 
-@functools.partial(jax.jit, static_argnames=("steps",))
-def direct_history(table, onehot, drive, h, steps):
-    """The direct sum ``y_n = h sum_{m<n} K_{n-m} F_m`` over a fixed window of ``W = len(table)`` lags (as
-    ``block=None`` in ``jaxion.kernel``; every step costs the full window) for the first ``steps`` steps."""
-    window = table.shape[0]
-    lagged = table.at[0].set(0.0)
-    reverse = jnp.concatenate([lagged[::-1], jnp.zeros_like(lagged[1:])])  # reverse[j] = K[W - 1 - j], 0 past lag 0
-
-    def step(history, xs):
-        n, force_in = xs
-        y = h * site_sum(jax.lax.dynamic_slice_in_dim(reverse, window - 1 - n, window), onehot, history)
-        force = force_in - KAPPA * y[0]
-        return history.at[n].set(force), y
-
-    history = jnp.zeros((window,) + drive.shape[1:])
-    return jax.lax.scan(step, history, (jnp.arange(steps), drive[:steps]))[1]
-
-
-def fft_history(table, onehot, drive, h, block):
-    """The doubling-block scheme of Hairer, Lubich and Schlichte (history part of ``jaxion.kernel``):
-    blocks of ``block`` steps summed directly, and the forces of each first half of a segment of
-    ``2 s`` steps convolved by FFT with ``K[0:2s]`` into its second half.
-
-    Written as a recursion over segment sizes (each level one ``lax.scan`` over its two halves), so
-    nothing of size ``n`` is touched per block (20-35 us/step for n = 1e3 - 3e4). ``jaxion.kernel._integrate``
-    used to keep the pending FFT outputs in one ``2 n`` array that ``lax.switch`` copied at every block
-    (~40 us/step at n = 1e3, ~105 us/step at n = 3e4 for the same history sum); it now uses the same
-    segment recursion.
-
-    Runs ``block 2^L >= n`` steps (:func:`padded_steps`; costs are quoted per computed step) and
-    returns the first ``n``.
-    """
+def convolution_history(table, onehot, drive, h):
+    """The open-loop history sum ``y_n = h sum_{0 <= m < n} K_{n-m} F_m``, ``n < N = len(drive)``, all at
+    once by the convolution theorem (``K_0`` set to 0, zero-padded FFTs of length ``2 N``): the reference
+    of the checks. ``table (>= N, 2, D, 3, 3)``, ``onehot (S, S, D)``, ``drive (N, S, 3)`` -> ``(N, 2, S, 3)``."""
     n = drive.shape[0]
-    total = padded_steps(n, block)
-    table = jnp.concatenate([table[: n + 1], jnp.zeros((2 * total - n - 1,) + table.shape[1:])])
-    drive = jnp.concatenate([drive, jnp.zeros((total - n,) + drive.shape[1:])])
-    return _fft_history(table, onehot, drive, h, block)[:n]
-
-
-@functools.partial(jax.jit, static_argnames=("block",))
-def _fft_history(table, onehot, drive, h, block):
-    """:func:`fft_history` on padded arrays: ``table (2 total, ...)``, ``drive (total, S, 3)``,
-    ``total = block 2^L``."""
-    total = drive.shape[0]
-    near_table = table[np.maximum(np.arange(block)[:, None] - np.arange(block)[None, :], 0)]  # K[i - l], i, l < block
-    zeros = lambda size: jnp.zeros((size, 2) + drive.shape[1:])
-
-    def leaf(far, force_in):
-        """One block, given the FFT part ``far (block, 2, S, 3)``: ``(forces, outputs)``."""
-
-        def step(buffer, xs):
-            i, far_i, drive_i = xs
-            y = h * (site_sum(near_table[i], onehot, buffer) + far_i)
-            force = drive_i - KAPPA * y[0]
-            return buffer.at[i].set(force), y
-
-        return jax.lax.scan(step, jnp.zeros((block,) + drive.shape[1:]), (jnp.arange(block), far, force_in))
-
-    def segment(level):
-        """``block 2^level`` steps: the two halves in turn, the first half's forces convolved into the second."""
-        if level == 0:
-            return leaf
-        child, half = segment(level - 1), block * 2 ** (level - 1)
-        spectrum = jnp.fft.rfft(table[: 2 * half], axis=0)
-
-        def square(forces):
-            x = jnp.fft.rfft(forces, n=2 * half, axis=0)
-            return jnp.fft.irfft(jnp.einsum("wcdxy,abd,wby->wcax", spectrum, onehot, x), n=2 * half, axis=0)[half:]
-
-        def run(far, force_in):
-            def body(extra, xs):
-                k, far_k, drive_k = xs
-                forces, ys = child(far_k + extra, drive_k)
-                return jax.lax.cond(k == 0, square, lambda _: zeros(half), forces), (forces, ys)
-
-            halves = lambda a: a.reshape((2, half) + a.shape[1:])
-            _, (forces, ys) = jax.lax.scan(body, zeros(half), (jnp.arange(2), halves(far), halves(force_in)))
-            return forces.reshape((2 * half,) + forces.shape[2:]), ys.reshape((2 * half,) + ys.shape[2:])
-
-        return run
-
-    return segment(int(round(math.log2(total // block))))(zeros(total), drive)[1]
+    lagged = np.asarray(table[:n]).copy()
+    lagged[0] = 0.0
+    spectrum = np.fft.rfft(lagged, n=2 * n, axis=0)
+    x = np.fft.rfft(np.asarray(drive), n=2 * n, axis=0)
+    return h * np.fft.irfft(np.einsum("wcdxy,abd,wby->wcax", spectrum, np.asarray(onehot), x), n=2 * n, axis=0)[:n]
 
 
 # ----------------------------------------------------------------------------- built-in checks
@@ -450,36 +378,28 @@ def check_pencil():
     return dict(pole_relative_error=pole_error, fit_max_error=fit_error)
 
 
-def check_histories(table, onehot, h, blocks):
-    """SOE recursion = direct sum for an exact 6-term SOE kernel; FFT scheme = direct sum for the real
-    ``table`` (asserts; returns the relative differences). Both sides add <= 1000 terms in float64
-    (rounding ~1e-13 relative), so 1e-11 separates rounding from a wrong index or lag."""
+def check_soe_history(n_sep, onehot, h):
+    """The SOE recursion (``kappa = 0``) against :func:`convolution_history` for an exact 6-term SOE kernel
+    (asserts; returns the relative difference). Both add <= 600 terms in float64 (rounding ~1e-13 relative),
+    so 1e-11 separates rounding from a wrong index or lag."""
     rng = np.random.default_rng(2)
-    n_sep = table.shape[2]
     z = np.exp((-rng.uniform(0.0, 2.0, 6) + 2j * np.pi * rng.uniform(0.0, 10.0, 6)) * h)
     coef = rng.normal(size=(6, 2, n_sep, 3, 3)) + 1j * rng.normal(size=(6, 2, n_sep, 3, 3))
     n = 600
     exact = np.einsum("rn,rcdxy->ncdxy", np.power.outer(z, np.arange(n + 1)), coef).real
     drive = drive_forces(n, onehot.shape[0], h)
-    reference = direct_history(jnp.asarray(exact), onehot, drive, h, n)
-    soe = soe_history(jnp.asarray(z), jnp.asarray(coef), onehot, drive, h)
-    soe_error = float(jnp.max(jnp.abs(soe - reference)) / jnp.max(jnp.abs(reference)))
-    assert soe_error < 1e-11, soe_error
-    n = 1000  # not a multiple of the block: the padding is exercised too
-    drive = drive_forces(n, onehot.shape[0], h)
-    reference = direct_history(table[:n], onehot, drive, h, n)
-    fft_error = max(float(jnp.max(jnp.abs(fft_history(table, onehot, drive, h, block) - reference)))
-                    for block in blocks) / float(jnp.max(jnp.abs(reference)))
-    assert fft_error < 1e-11, fft_error
-    return dict(soe_vs_direct=soe_error, fft_vs_direct=fft_error)
+    reference = convolution_history(exact, onehot, drive, h)
+    soe = np.asarray(soe_history(jnp.asarray(z), jnp.asarray(coef), onehot, drive, h, 0.0))
+    error = float(np.max(np.abs(soe - reference)) / np.max(np.abs(reference)))
+    assert error < 1e-11, error
+    return error
 
 
 # ----------------------------------------------------------------------------- measurements
 
 
 def build(label, lattice, sites, dt, t1, **options):
-    """Tabulate a kernel (uncached) and time it."""
-    kernel._CACHE.clear()
+    """Tabulate a kernel (``memory_kernel`` without a cache: built afresh) and time it."""
     start = time.perf_counter()
     k = kernel.memory_kernel(lattice, np.asarray(sites), dt, t1, **options)
     jax.block_until_ready(k.values)
@@ -515,24 +435,25 @@ def fit_study(label, k, lattice, t1s, max_rank, size):
 
 
 def soe_accuracy(k, fits, channel_map, t1):
-    """History sums with the fitted SOE against the FFT scheme on the kernel's check grid (``h = CHECK_DT``,
-    ``n = t1 / h``): max ``|y_soe - y_fft| / max|y_fft|`` per tolerance."""
+    """History sums with the fitted SOE against the exact one (:func:`convolution_history`, open loop) on the
+    kernel's check grid (``h = CHECK_DT``, ``n = t1 / h``): max ``|y_soe - y| / max|y|`` per tolerance."""
     owner, scale = channel_map
     stride = int(round(CHECK_DT / k.dt))
     table = jnp.asarray(np.asarray(k.values)[::stride])
     onehot = onehot_of(k)
     n = int(round(t1 / CHECK_DT))
     drive = drive_forces(n, onehot.shape[0], CHECK_DT)
-    reference = fft_history(table, onehot, drive, CHECK_DT, 64)
+    reference = convolution_history(table, onehot, drive, CHECK_DT)
     out = []
     for eps, (real, pairs, coef) in fits.items():
         z, c = complex_form(real, pairs, coef)
         z = np.exp(np.log(z) / FIT_STRIDE)  # per check-grid step
         amplitudes = expand(c, owner, scale, table.shape[2])
-        y = soe_history(jnp.asarray(z), jnp.asarray(amplitudes), onehot, drive, CHECK_DT)
-        error = float(jnp.max(jnp.abs(y - reference)) / jnp.max(jnp.abs(reference)))
+        y = np.asarray(soe_history(jnp.asarray(z), jnp.asarray(amplitudes), onehot, drive, CHECK_DT, 0.0))
+        error = float(np.max(np.abs(y - reference)) / np.max(np.abs(reference)))
         out.append(dict(tolerance=eps, t1=t1, steps=n, recursions=len(z), history_relative_error=error))
-        print(f"  SOE history sum (eps={eps:.0e}, {len(z)} recursions) vs FFT over {n} steps: {error:.1e}", flush=True)
+        print(f"  SOE history sum (eps={eps:.0e}, {len(z)} recursions) vs exact over {n} steps: {error:.1e}",
+              flush=True)
     return out
 
 
@@ -544,65 +465,98 @@ def synthetic_soe(recursions, n_sep, h, seed=3):
     return jnp.asarray(z), jnp.asarray(coef)
 
 
-def padded_steps(n, block):
-    """Steps :func:`fft_history` computes for ``n``: ``block 2^L >= n``."""
-    return block * 2 ** max(0, math.ceil(math.log2(-(-n // block))))
-
-
 def per_step(timing, steps):
     return timing["min"] / steps
 
 
-def time_histories(table, onehot, h, ns, recursions, blocks, repeats):
-    """Seconds per step of the three history sums for ``n`` steps (``table`` holds ``K`` to lag ``max n``):
-    the FFT scheme for each of ``blocks``; the direct sum in full up to ``DIRECT_FULL`` steps, else its last
-    ``DIRECT_PROBE`` steps; the SOE for the ``recursions`` whose run stays below ``SOE_MAX_WORK``."""
+def time_simulate(k, ns, direct_ns, repeats):
+    """The library's history sums, timed through ``jaxion.kernel.simulate`` on the Fig. 6 system
+    (``jaxion.experiments.fig6_setup``) with the tabulated kernel ``k`` (its step ``h``). A call for ``n``
+    steps costs ``T(n) = c0 + n s(n)``: ``c0`` per call (argument checks, table slicing, dispatch), ``s`` per step
+    (process time, as for the SOE, :func:`time_soe`: less sensitive to other processes on the cores).
+
+    * The doubling-block FFT sum (``block = BLOCK``): ``T`` at ``n`` and ``n / 2`` for each of ``ns``;
+      ``s = (T(n) - T(n / 2)) / (n / 2)`` is the step's cost over the second half (``c0`` cancels).
+    * The direct sum (``block = None``: every step sums its whole window of ``n + 1`` lags) at each of
+      ``direct_ns`` (four or more, from a few steps, which fix ``c0``, to windows that still fit in cache,
+      where the cost per lag is constant), fitted as ``T(n) = c0 + rest n + per_lag n (n + 1)``. ``rest`` is the
+      step without its history sum (forces, quadrature end corrections, energy, saving), so the FFT history
+      sum costs ``s - rest`` per step (``fft_seconds_per_step`` of :func:`history_costs`).
+    * A check: at ``n = direct_ns[-1]`` the two sums give the same site displacements to rounding
+      (``max |rho_fft - rho_direct| / max |rho|``, asserted below 1e-11).
+
+    Returns:
+        dict with ``fft`` rows (``n``, ``timing``, ``half_timing``, ``seconds_per_step``), ``direct`` rows
+        (``n``, ``timing``), the fit's ``call_seconds`` (``c0``), ``rest_seconds_per_step`` and
+        ``seconds_per_lag``, and ``fft_vs_direct``.
+    """
+    setup = fig6_setup()
+    h = k.dt
+
+    def run(n, block, save_sites=False):
+        return kernel.simulate(setup.system, setup.position, setup.velocity, n * h, dt=h, kernel=k, block=block,
+                               n_save=2, save_sites=save_sites)
+
+    def timed(n, block):
+        return time_call(lambda: run(n, block).position_final, repeats, clock=time.process_time)
+
+    fft = []
+    for n in ns:
+        whole, half = timed(n, BLOCK), timed(n // 2, BLOCK)
+        fft.append(dict(n=n, block=BLOCK, timing=whole, half_timing=half,
+                        seconds_per_step=(whole["min"] - half["min"]) / (n - n // 2)))
+        print(f"jaxion.kernel.simulate block={BLOCK} n={n}: {fft[-1]['seconds_per_step'] * 1e6:.1f} us/step "
+              f"(steps {n // 2}-{n})", flush=True)
+    direct = [dict(n=n, block=None, timing=timed(n, None)) for n in direct_ns]
+    n = np.array(direct_ns, float)
+    design = np.stack([np.ones_like(n), n, n * (n + 1)], axis=1)
+    call, rest, per_lag = np.linalg.lstsq(design, [row["timing"]["min"] for row in direct], rcond=None)[0]
+    fast, slow = (run(direct_ns[-1], block, save_sites=True).site_displacement for block in (BLOCK, None))
+    deviation = float(jnp.max(jnp.abs(fast - slow)) / jnp.max(jnp.abs(slow)))
+    assert deviation < 1e-11, deviation
+    print(f"jaxion.kernel.simulate block=None, n={direct_ns}: {call * 1e3:.1f} ms per call, {rest * 1e6:.1f} us per "
+          f"step without the history sum, {per_lag * 1e9:.1f} ns per lag; check: FFT vs direct {deviation:.1e}",
+          flush=True)
+    return dict(fft=fft, direct=direct, call_seconds=float(call), rest_seconds_per_step=float(rest),
+                seconds_per_lag=float(per_lag), fft_vs_direct=deviation)
+
+
+def time_soe(onehot, h, ns, recursions, repeats):
+    """Seconds per step (process time) of the SOE recursion (synthetic poles, feedback ``KAPPA``) for ``n``
+    steps, each of ``ns``, for the ``recursions`` whose run stays below ``SOE_MAX_WORK`` recursion-steps."""
     rows = []
     for n in ns:
         drive = drive_forces(n, onehot.shape[0], h)
-        ffts = [dict(block=block, steps_computed=padded_steps(n, block), **time_call(
-            lambda: fft_history(table, onehot, drive, h, block), repeats)) for block in blocks]
-        fft = min(ffts, key=lambda timing: timing["min"] / timing["steps_computed"])
-        steps = n if n <= DIRECT_FULL else DIRECT_PROBE
-        direct = time_call(lambda: direct_history(table[:n], onehot, drive, h, steps), repeats)
-        row = dict(n=n, t1=n * h, fft=ffts, fft_seconds_per_step=per_step(fft, fft["steps_computed"]),
-                   fft_block=fft["block"], direct=direct, direct_steps_timed=steps,
-                   direct_seconds_per_step=per_step(direct, steps), direct_full_run_seconds=per_step(direct, steps) * n,
-                   soe=[])
-        print(f"n={n}: FFT {row['fft_seconds_per_step'] * 1e6:.1f} us/step (block {fft['block']}), "
-              f"direct {per_step(direct, steps) * 1e6:.1f} us/step"
-              + ("" if steps == n else f" (last {steps} steps timed at the full window)"), flush=True)
+        row = dict(n=n, t1=n * h, soe=[])
         for r in (r for r in recursions if r * n <= SOE_MAX_WORK):
-            z, coef = synthetic_soe(r, table.shape[2], h)
-            soe = time_call(lambda: soe_history(z, coef, onehot, drive, h), repeats)
+            z, coef = synthetic_soe(r, onehot.shape[2], h)
+            soe = time_call(lambda: soe_history(z, coef, onehot, drive, h, KAPPA), repeats, clock=time.process_time)
             row["soe"].append(dict(recursions=r, timing=soe, seconds_per_step=per_step(soe, n)))
-            print(f"  SOE {r} recursions: {per_step(soe, n) * 1e6:.1f} us/step", flush=True)
+            print(f"n={n}: SOE {r} recursions: {per_step(soe, n) * 1e6:.1f} us/step", flush=True)
         rows.append(row)
     return rows
 
 
 def soe_cost_model(rows):
-    """Least-squares ``seconds/step = a + b R`` over all SOE timings; ``R*`` where it equals the FFT's."""
+    """Least-squares ``seconds/step = a + b R`` over all SOE timings."""
     r = np.array([s["recursions"] for row in rows for s in row["soe"]], float)
     t = np.array([s["seconds_per_step"] for row in rows for s in row["soe"]])
     b, a = np.polyfit(r, t, 1)
-    for row in rows:
-        row["soe_break_even_recursions"] = float((row["fft_seconds_per_step"] - a) / b)
     return dict(seconds_per_step_fixed=float(a), seconds_per_step_per_recursion=float(b))
 
 
-def time_simulate(k, ns, h):
-    """``jaxion.kernel.simulate`` on the Fig. 6 system with the tabulated kernel at the smallest and largest
-    ``n`` (block 64; also the direct sum at the smallest, except in a single-n smoke run)."""
-    system = System(SimpleCubic(), Gaussian(1.0, 0.5), sites=SITES_3D, mass=(jnp.inf, jnp.inf, 1.0))
-    start, velocity = jnp.array([0.0, 0.0, 7.0]), jnp.array([0.0, 0.0, 7.5])
+def history_costs(soe_rows, simulated, model):
+    """Per ``n``: the library's FFT and direct history sums per step (:func:`time_simulate`: the simulate step
+    minus ``rest``; the direct sum at its window ``n + 1``, from the fit), and ``R*``, the recursions at which
+    the SOE (``a + b R``) costs as much as the FFT sum."""
+    fft = {row["n"]: row["seconds_per_step"] for row in simulated["fft"]}
     rows = []
-    for n in sorted({ns[0], ns[-1]}):
-        for block in (64, None) if n == ns[0] and len(ns) > 1 else (64,):
-            run = lambda: kernel.simulate(system, start, velocity, n * h, dt=h, kernel=k, block=block, n_save=2)
-            timing = time_call(lambda: run().position_final, 1)  # seconds long; one timed run
-            rows.append(dict(n=n, block=block, timing=timing, seconds_per_step=per_step(timing, n)))
-            print(f"jaxion.kernel.simulate n={n} block={block}: {per_step(timing, n) * 1e6:.1f} us/step", flush=True)
+    for row in soe_rows:
+        history = fft[row["n"]] - simulated["rest_seconds_per_step"]
+        rows.append(dict(row, simulate_seconds_per_step=fft[row["n"]], fft_seconds_per_step=history,
+                         direct_seconds_per_step=simulated["seconds_per_lag"] * (row["n"] + 1),
+                         soe_break_even_recursions=(history - model["seconds_per_step_fixed"])
+                         / model["seconds_per_step_per_recursion"]))
     return rows
 
 
@@ -644,11 +598,13 @@ def compare(studies, timing, model, h):
     return rows
 
 
-def summary(studies, timing, model, comparison):
-    """One paragraph from the measured numbers."""
+def summary(studies, timing, model, comparison, rest):
+    """One paragraph from the measured numbers (``rest``: the simulate step without its history sum)."""
     last = timing[-1]
-    lines = [f"History sum per step at n={last['n']} (8 sites): doubling FFT "
-             f"{last['fft_seconds_per_step'] * 1e6:.0f} us, direct {last['direct_seconds_per_step'] * 1e6:.0f} us, "
+    lines = [f"History sum per step at n={last['n']} (8 sites; jaxion.kernel.simulate's step "
+             f"{last['simulate_seconds_per_step'] * 1e6:.0f} us less {rest * 1e6:.0f} us "
+             f"without it): doubling FFT {last['fft_seconds_per_step'] * 1e6:.0f} us, direct "
+             f"{last['direct_seconds_per_step'] * 1e6:.0f} us, "
              f"SOE {model['seconds_per_step_per_recursion'] * 1e6:.2f} us per recursion (fit a + b R, a = "
              f"{model['seconds_per_step_fixed'] * 1e6:.1f} us), i.e. as cheap as the FFT at "
              f"{last['soe_break_even_recursions']:.0f} recursions ({timing[0]['soe_break_even_recursions']:.0f} at "
@@ -679,7 +635,7 @@ def main():
     if quick:
         setups = [("SimpleCubic L=8", cubic, SITES_3D, 1e-3, 1.0, dict(size=8), (1.0,)),
                   ("Chain infinite (quadrature)", chain, SITES_1D, CHECK_DT, 2.0, dict(size=None), (2.0,))]
-        ns, recursions, blocks, repeats, max_rank = (1000,), (8, 32), (64,), 1, 100
+        ns, direct_ns, recursions, repeats, max_rank = (1000,), (20, 100, 250, 500), (8, 32), 1, 100
     else:
         absorbing = kernel.AbsorbingBoundary(box=32, layer=10)
         setups = [("SimpleCubic L=16", cubic, SITES_3D, 1e-3, 30.0, dict(size=16), (1.0, 2.0, 5.0, 10.0, 30.0)),
@@ -689,7 +645,8 @@ def main():
                   ("Chain infinite (quadrature)", chain, SITES_1D, CHECK_DT, 30.0, dict(size=None),
                    (1.0, 2.0, 5.0, 10.0, 30.0)),
                   ("Chain L=64", chain, SITES_1D, CHECK_DT, 30.0, dict(size=64), (2.0, 10.0, 30.0))]
-        ns, recursions, blocks, repeats, max_rank = (1000, 10000, 30000), (16, 64, 256), FFT_BLOCKS, 2, MAX_PENCIL_RANK
+        ns, direct_ns, recursions, repeats = (1000, 10000, 30000), (20, 100, 250, 500), (16, 64, 256), 2
+        max_rank = MAX_PENCIL_RANK
 
     checks = dict(pencil=check_pencil())
     print(f"check: synthetic poles recovered to {checks['pencil']['pole_relative_error']:.1e}", flush=True)
@@ -706,23 +663,24 @@ def main():
             accuracy += [dict(kernel=label, **row) for row in rows]
 
     h = timing_kernel.dt
-    table, onehot = timing_kernel.values, onehot_of(timing_kernel)
-    checks.update(check_histories(table, onehot, h, blocks))
-    print(f"check: SOE vs direct {checks['soe_vs_direct']:.1e}, FFT vs direct {checks['fft_vs_direct']:.1e}",
-          flush=True)
-    timing = time_histories(table, onehot, h, ns, recursions, blocks, repeats)
-    model = soe_cost_model(timing)
-    simulate = time_simulate(timing_kernel, ns, h)
+    onehot = onehot_of(timing_kernel)
+    checks["soe_vs_exact"] = check_soe_history(timing_kernel.values.shape[2], onehot, h)
+    print(f"check: SOE recursion vs exact history sum {checks['soe_vs_exact']:.1e}", flush=True)
+    simulated = time_simulate(timing_kernel, ns, direct_ns, max(repeats, 3))  # short runs: repeat
+    checks["fft_vs_direct"] = simulated["fft_vs_direct"]
+    soe_rows = time_soe(onehot, h, ns, recursions, repeats)
+    model = soe_cost_model(soe_rows)
+    timing = history_costs(soe_rows, simulated, model)
     comparison = compare(studies, timing, model, h)
-    text = summary(studies, timing, model, comparison)
+    text = summary(studies, timing, model, comparison, simulated["rest_seconds_per_step"])
     print("\n" + text)
     path = write_json("history_quick" if quick else "history", dict(
         quick=quick, seconds=time.perf_counter() - began,
         parameters=dict(tolerances=TOLERANCES, check_dt=CHECK_DT, fit_dt=FIT_STRIDE * CHECK_DT,
                         max_pencil_rank=max_rank,
-                        timing_dt=h, timing_sites=len(SITES_3D), feedback_kappa=KAPPA, fft_blocks=blocks),
+                        timing_dt=h, timing_sites=len(SITES_3D), feedback_kappa=KAPPA, fft_block=BLOCK),
         checks=checks, kernels=builds, fits=studies, soe_history_accuracy=accuracy, history_timing=timing,
-        soe_cost_model=model, simulate=simulate, comparison=comparison, summary=text))
+        soe_cost_model=model, simulate=simulated, comparison=comparison, summary=text))
     print(f"wrote {path} ({time.perf_counter() - began:.0f} s)")
 
 

@@ -16,9 +16,9 @@
   infinite-lattice kernel (absorbing box, default boundary; exact until the echo time it reports),
   with a step-halving self-convergence check of the final state.
 
-``--quick`` runs tiny sizes (L <= 12, tau <= 2) as a smoke test. Results: benchmarks/results/kernel.json
-(``kernel_quick.json`` with ``--quick``; ``--construction-only``: only the two construction parts, into
-kernel_construction.json or kernel_construction_quick.json).
+``--quick`` runs tiny sizes (L <= 12, tau <= 2) as a smoke test. Results: kernel.json (``kernel_quick.json``
+with ``--quick``; ``--construction-only``: only the two construction parts, into kernel_construction.json or
+kernel_construction_quick.json), into ``_common.results_dir()``: ``out/benchmarks/results/``, git-ignored.
 """
 
 import argparse
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,19 +34,14 @@ from _common import time_call, write_json  # noqa: E402
 
 import jaxion  # noqa: E402,F401
 from jaxion import kernel  # noqa: E402
-from jaxion.lattice import SimpleCubic  # noqa: E402
-from jaxion.potentials import Gaussian  # noqa: E402
-from jaxion.system import System  # noqa: E402
+from jaxion.experiments import fig6_setup  # noqa: E402
 
-
-def fig6_system():
-    lattice = SimpleCubic(k1=15.0, k2=5.0, spacing=2.0)
-    return System(lattice, Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
+SETUP = fig6_setup()
 
 
 def build_seconds(system, dt, t1, size, boundary="auto"):
-    """Wall seconds of one uncached kernel construction (compile included: it is paid once per shape)."""
-    kernel._CACHE.clear()
+    """Wall seconds of one kernel construction (no cache: built afresh; compile included, it is paid once per
+    shape)."""
     start = time.perf_counter()
     k = kernel.memory_kernel(system.lattice, system.site_cells, dt, t1, size=size, boundary=boundary)
     jax.block_until_ready(k.values)
@@ -70,9 +64,7 @@ def fig6_construction(system, sizes, dt, t1):
 
 
 def run(system, k, t1, dt, block):
-    start = jnp.array([0.0, 0.0, 3.5 * 2.0])
-    velocity = jnp.array([0.0, 0.0, 7.5])
-    return kernel.simulate(system, start, velocity, t1, dt=dt, kernel=k, block=block, n_save=301)
+    return kernel.simulate(system, SETUP.position, SETUP.velocity, t1, dt=dt, kernel=k, block=block, n_save=301)
 
 
 def main():
@@ -81,7 +73,7 @@ def main():
     parser.add_argument("--construction-only", action="store_true", help="only the kernel construction parts")
     args = parser.parse_args()
     quick = args.quick
-    system = fig6_system()
+    system = SETUP.system
     dt = 5e-3
     sizes = (8, 12) if quick else (16, 32, 48)
     horizons = (1.0, 2.0) if quick else (5.0, 10.0)

@@ -3,9 +3,9 @@ step against diffrax's generic SDE solvers, accuracy and cost.
 
     python benchmarks/bench_langevin.py [--quick] [--out [DIR]]
 
-Prints the tables; with ``--out`` also writes ``DIR/benchmarks/results/langevin.json``
-(``langevin_quick.json`` with ``--quick``; bare ``--out`` is ``DIR = out``, git-ignored; ``--out .``
-refreshes the committed results).
+Prints the tables and writes ``langevin.json`` (``langevin_quick.json`` with ``--quick``) into
+``_common.results_dir()`` (``out/benchmarks/results/``, git-ignored), or with ``--out DIR`` into
+``DIR/benchmarks/results/`` (``--out .`` refreshes the committed results).
 
 Accuracy. An isotropic anharmonic well ``U = k r^2 / 2 + b r^4 / 4`` (k = 50 meV/Å^2, b = 20
 meV/Å^4; well frequency 8.5 rad/ps at the bottom, ~12 at r = 1 Å) with an anisotropic,
@@ -31,7 +31,6 @@ Solvers: "splitting" (:class:`jaxion.thermal.langevin.LangevinSplitting`), diffr
 """
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -235,8 +234,8 @@ def summary(accuracy_result, cost_result, threshold=0.02):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer trajectories and steps (smoke run)")
-    parser.add_argument("--out", nargs="?", const="out", default=None, metavar="DIR",
-                        help="write DIR/benchmarks/results/langevin[_quick].json (bare --out: DIR = out)")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="write DIR/benchmarks/results/langevin[_quick].json (default: _common.results_dir())")
     args = parser.parse_args(argv)
     print("== accuracy: anharmonic well, position-dependent anisotropic friction, T = 300 K")
     accuracy_result = accuracy(args.quick)
@@ -251,11 +250,9 @@ def main(argv=None):
         else:
             print(f"{row['solver']:>24}: dt = {row['largest_dt_within']} ps, {row['follow_up_us_per_step']:.1f} "
                   f"us/step, {row['follow_up_us_per_simulated_ps'] / 1000:.2f} ms per simulated ps per ion")
-    if args.out is not None:
-        payload = dict(quick=args.quick, accuracy=accuracy_result, cost=cost_result, summary=summary_result)
-        path = write_json("langevin_quick" if args.quick else "langevin", payload,
-                          out_dir=os.path.join(args.out, "benchmarks", "results"))
-        print(f"wrote {path}")
+    payload = dict(quick=args.quick, accuracy=accuracy_result, cost=cost_result, summary=summary_result)
+    path = write_json("langevin_quick" if args.quick else "langevin", payload, root=args.out)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

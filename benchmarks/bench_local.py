@@ -2,7 +2,8 @@
 
     python benchmarks/bench_local.py [--quick]
 
-Writes benchmarks/results/local.json (``local_quick.json`` with ``--quick``).
+Writes local.json (``local_quick.json`` with ``--quick``) into ``_common.results_dir()``:
+``out/benchmarks/results/``, git-ignored.
 
 Eight interacting masses at (0, 0, j alpha), j = 0..7, on the paper's simple cubic framework
 (k1 = 15, k2 = 5, alpha = 2), Gaussian Phi0 = 1, lambda = 1/2, ion from z = 3.5 alpha with speed
@@ -35,7 +36,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,23 +43,14 @@ from _common import time_call, write_json  # noqa: E402
 
 import jaxion  # noqa: E402,F401
 from jaxion import local  # noqa: E402
-from jaxion.lattice import SimpleCubic  # noqa: E402
-from jaxion.potentials import Gaussian  # noqa: E402
-from jaxion.system import System  # noqa: E402
+from jaxion.experiments import fig6_setup  # noqa: E402
 
 TAU = 30.0
-POSITION = jnp.array([0.0, 0.0, 7.0])  # z = 3.5 alpha
-VELOCITY = jnp.array([0.0, 0.0, 7.5])
 RUNS = [
     dict(name="adaptive rtol=1e-8", dt=None, rtol=1e-8, atol=1e-10, target_s=0.05),
     dict(name="fixed dt=1e-3", dt=1e-3, rtol=1e-8, atol=1e-10, target_s=0.3),
     dict(name="fixed dt=1e-2", dt=1e-2, rtol=1e-8, atol=1e-10, target_s=None),
 ]
-
-
-def fig6_system():
-    """The paper's Fig. 6: eight masses on a line along z, Phi0 = 1, lambda = 1/2."""
-    return System(SimpleCubic(), Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
 
 
 SERIAL_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
@@ -69,7 +60,8 @@ def measure(repeats):
     """Precompute, then compile and time every configuration in :data:`RUNS` in this process."""
 
     began = time.perf_counter()
-    dynamics = local.LocalDynamics(fig6_system())
+    setup = fig6_setup()
+    dynamics = local.LocalDynamics(setup.system)
     jax.block_until_ready(dynamics)
     precompute = time.perf_counter() - began
 
@@ -77,7 +69,7 @@ def measure(repeats):
     for run in RUNS:
 
         def solve(run=run):
-            return jax.block_until_ready(local.integrate(dynamics, POSITION, VELOCITY, TAU, dt=run["dt"],
+            return jax.block_until_ready(local.integrate(dynamics, setup.position, setup.velocity, TAU, dt=run["dt"],
                                                          rtol=run["rtol"], atol=run["atol"], n_save=301))
 
         began = time.perf_counter()

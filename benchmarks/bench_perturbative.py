@@ -3,6 +3,9 @@ matrix (Eq. 23). Compile time is measured separately from run time.
 
     python benchmarks/bench_perturbative.py           # full: 50 speeds, 1..80
     python benchmarks/bench_perturbative.py --quick   # smoke run: 5 speeds, coarse zone rule
+
+Writes perturbative.json (``perturbative_quick.json`` with ``--quick``) into ``--out-dir`` (default
+``_common.results_dir()``: ``out/benchmarks/results/``, git-ignored).
 """
 
 import argparse
@@ -21,7 +24,7 @@ from _common import compile_time, time_call, write_json
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke test")
-    parser.add_argument("--out-dir", default="benchmarks/results")
+    parser.add_argument("--out-dir", default=None, help="folder of the JSON (default: _common.results_dir())")
     args = parser.parse_args()
 
     n_speeds, repeats, rule = (5, 1, dict(n_radial=16, n_face=8)) if args.quick else (50, 3, {})

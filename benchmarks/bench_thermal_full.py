@@ -2,7 +2,8 @@
 
     python benchmarks/bench_thermal_full.py [--quick]
 
-Writes benchmarks/results/thermal_full.json (``thermal_full.quick.json``, git-ignored, with ``--quick``).
+Writes thermal_full.json (``thermal_full_quick.json`` with ``--quick``) into ``_common.results_dir()``:
+``out/benchmarks/results/``, git-ignored.
 
 * Time per velocity-Verlet step of the follow-up paper's model (Yukawa u0 = 4000 meV Å, 6 Å
   smooth cut-off, 88-site stencil) on a 300 K classical thermal lattice, dt = 5 fs, saving every
@@ -21,18 +22,18 @@ import sys
 import warnings
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import time_call, write_json  # noqa: E402
+from _common import bare_steps, time_call, write_json  # noqa: E402
 
 import jaxion  # noqa: E402
 from jaxion import units  # noqa: E402
 from jaxion.lattice import SimpleCubic  # noqa: E402
 from jaxion.potentials import Gaussian  # noqa: E402
+from jaxion.solvers import VelocityVerlet  # noqa: E402
 from jaxion.system import System  # noqa: E402
 from jaxion.thermal.full import FullThermalDynamics, finite_size, run_full_thermal  # noqa: E402
 from jaxion.thermal.model import MEV, IonInFramework, follow_up_model  # noqa: E402
@@ -48,20 +49,9 @@ def thermal_state(dynamics, seed=0, temperature=300.0):
     return dynamics.thermal_state(jnp.full(3, 1.5), jnp.array([3.0, -4.0, 2.0]), modes)
 
 
-@eqx.filter_jit
-def scan_verlet(dynamics, state, n_steps, dt):
-    """The same velocity-Verlet step as a bare lax.scan (no saves): the diffrax overhead's baseline."""
-
-    def step(carry, _):
-        (q, p), acceleration = carry
-        p = jax.tree.map(lambda x, a: x + 0.5 * dt * a, p, acceleration)
-        q = jax.tree.map(lambda x, v: x + dt * v, q, p)
-        acceleration = dynamics.accelerations(q)
-        p = jax.tree.map(lambda x, a: x + 0.5 * dt * a, p, acceleration)
-        return ((q, p), acceleration), None
-
-    (state, _), _ = jax.lax.scan(step, (state, dynamics.accelerations(state[0])), None, length=n_steps)
-    return state
+def microseconds(timing, count):
+    """A :func:`_common.time_call` timing per one of ``count`` steps, in microseconds (``unit`` for the report)."""
+    return dict({k: v / count * 1e6 for k, v in timing.items() if k != "warmup"}, unit="µs")
 
 
 def step_costs(sizes, n_steps, repeats):
@@ -73,12 +63,13 @@ def step_costs(sizes, n_steps, repeats):
         diffrax_time = time_call(
             lambda: run_full_thermal(dynamics, state, t1, DT, save_every=SAVE_EVERY).energy, repeats
         )
-        scan_time = time_call(lambda: scan_verlet(dynamics, state, n_steps, DT), repeats)
+        bare = bare_steps(dynamics.terms(), VelocityVerlet(), DT, n_steps)  # the same steps without diffrax
+        scan_time = time_call(lambda: bare(state), repeats)
         entry = {
             "sites": size**3,
             "steps": n_steps,
-            "us_per_step_run_full_thermal": {k: v / n_steps * 1e6 for k, v in diffrax_time.items() if k != "warmup"},
-            "us_per_step_bare_scan": {k: v / n_steps * 1e6 for k, v in scan_time.items() if k != "warmup"},
+            "us_per_step_run_full_thermal": microseconds(diffrax_time, n_steps),
+            "us_per_step_bare_scan": microseconds(scan_time, n_steps),
             "compile_and_first_run_s": diffrax_time["warmup"],
             "finite_size": finite_size(dynamics)._asdict(),
         }
@@ -94,7 +85,7 @@ def batch_cost(size, batch, n_steps, repeats):
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     run = jax.jit(jax.vmap(lambda s: run_full_thermal(dynamics, s, n_steps * DT, DT, save_every=SAVE_EVERY).energy))
     timing = time_call(lambda: run(stacked), repeats)
-    per = {k: v / (n_steps * batch) * 1e6 for k, v in timing.items() if k != "warmup"}
+    per = microseconds(timing, n_steps * batch)
     print(f"L = {size}, vmapped batch of {batch}: {per['median']:.0f} us per trajectory-step", flush=True)
     return {"size": size, "batch": batch, "us_per_trajectory_step": per}
 
@@ -151,6 +142,7 @@ def main(argv=None):
     sizes = (10, 20) if args.quick else (10, 20, 30)
     n_steps, repeats = (500, 3) if args.quick else (2000, 5)
     payload = {
+        "quick": args.quick,
         "dt_ps": DT,
         "save_every": SAVE_EVERY,
         "step_cost": step_costs(sizes, n_steps, repeats),
@@ -158,7 +150,7 @@ def main(argv=None):
         "energy_drift": energy_drift(10, 0.5 if args.quick else 2.0),
         "zero_temperature_accuracy": zero_temperature_accuracy(),
     }
-    print("wrote", write_json("thermal_full.quick" if args.quick else "thermal_full", payload))
+    print("wrote", write_json("thermal_full_quick" if args.quick else "thermal_full", payload))
 
 
 if __name__ == "__main__":

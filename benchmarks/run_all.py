@@ -4,13 +4,14 @@
     python benchmarks/run_all.py --write-docs [...]     # refresh the committed results and docs table
 
 Each script runs in its own process (so one benchmark's memory and compile caches do not
-distort the next) with ``--quick`` passed through; each writes its JSON into
-``benchmarks/results/`` relative to the folder it runs in. By default that folder is the
-git-ignored ``out/``, so the JSON lands in ``out/benchmarks/results/``, the table is printed and
-written to ``out/benchmarks/benchmarks.md``, and the repository is left untouched
-(``git status`` stays clean; ``jaxion bench [--quick]`` runs this default). With ``--write-docs``
-the scripts run in the repository root, so their JSON replaces the committed
-``benchmarks/results/*.json``, and ``report.py --write-docs`` rewrites the table between the
+distort the next) with ``--quick`` passed through, in the folder ``--out`` (default the
+git-ignored ``out/``), and writes its JSON into ``OUT/benchmarks/results/`` (named by the
+environment variable ``JAXION_BENCH_RESULTS``, ``_common.results_dir``; a script run alone writes
+into ``out/benchmarks/results/`` too). The table is printed and written to
+``OUT/benchmarks/benchmarks.md``, and the repository is left untouched (``git status`` stays
+clean; ``jaxion bench [--quick]`` runs this default). With ``--write-docs`` the scripts run in
+the repository root and their JSON replaces the committed ``benchmarks/results/*.json`` (quick
+runs write ``*_quick.json``, git-ignored), and ``report.py --write-docs`` rewrites the table between the
 ``<!-- bench:start -->`` and ``<!-- bench:end -->`` markers of ``docs/benchmarks.md``.
 This runner records which scripts ran, how long and whether they succeeded in
 ``run_all.json`` beside the results.
@@ -46,7 +47,7 @@ def run(script, quick, cwd=ROOT):
     """Run one script in ``cwd`` (its JSON goes to ``cwd/benchmarks/results/``); returns its status record."""
     command = [sys.executable, str(script)] + (["--quick"] if quick else [])
     print(f"== {script.name}{' --quick' if quick else ''}", flush=True)
-    env = dict(os.environ)
+    env = dict(os.environ, JAXION_BENCH_RESULTS=str(Path(cwd).resolve() / "benchmarks" / "results"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))  # jaxion without install
     began = time.perf_counter()
     code = subprocess.call(command, cwd=cwd, env=env)

@@ -5,85 +5,54 @@ float64 is switched on at import (``jax_enable_x64``); for float32 speed runs ca
 full-lattice simulation.
 """
 
-import jax
+import importlib
+import os
+import sys
 
-jax.config.update("jax_enable_x64", True)
+# float64 before any array exists. jax reads JAX_ENABLE_X64 when it is first imported; the package
+# itself imports nothing heavy (public names load on first use, below), so `jaxion --help` starts
+# without jax.
+if "jax" in sys.modules:
+    sys.modules["jax"].config.update("jax_enable_x64", True)
+else:
+    os.environ["JAX_ENABLE_X64"] = "1"
 
-from .dissipation import (  # noqa: E402
-    drag_tensor,
-    loss_chain_closed_form,
-    loss_low_speed,
-    loss_perturbative,
-    recoil_matrix,
-)
-from .elastic import ElasticContinuum, cubic_voigt  # noqa: E402
-from .fitting import FitResult, FitWarning, fit, fit_multistart, sample_starts  # noqa: E402
-from .full import FullLattice  # noqa: E402
-from .kernel import AbsorbingBoundary, MemoryKernel, memory_kernel  # noqa: E402
-from .lattice import Chain, Lattice, SimpleCubic  # noqa: E402
-from .local import LocalDynamics  # noqa: E402
-from .materials import MaterialInfo, load_materials, material_info  # noqa: E402
-from .potentials import AbstractPairPotential, Gaussian, PairFunction, PairSum, Yukawa  # noqa: E402
-from .screening import DragRanking, drag_measure, friction_tensor, rank_by_drag  # noqa: E402
-from .simulation import (  # noqa: E402
-    EnergyDriftWarning,
-    IncompletePassError,
-    NonFiniteTrajectoryError,
-    PrecisionWarning,
-    SinglePass,
-    Trajectory,
-    simulate,
-    single_pass,
-)
-from .solvers import BlanesMoan, SymplecticComposition, VelocityVerlet  # noqa: E402
-from .system import System  # noqa: E402
-from .units import UnitSystem, spring_lattice_recoil  # noqa: E402
+# Public name -> the module that defines it, imported on first access (PEP 562).
+_EXPORTS = {
+    "dynamics": ("AbstractDiffraxDynamics", "AbstractDynamics", "AbstractStop", "AnyStop", "CrossedPlane", "LeftRegion",
+                 "TimeReached", "Trapped", "run", "run_from"),
+    "dissipation": ("drag_tensor", "loss_chain_closed_form", "loss_low_speed", "loss_perturbative", "recoil_matrix",
+                    "spring_lattice_recoil"),
+    "elastic": ("ElasticContinuum", "cubic_voigt"),
+    "fitting": ("FitResult", "FitWarning", "fit", "fit_multistart", "sample_starts"),
+    "full": ("FullDynamics", "FullLattice"),
+    "kernel": ("AbsorbingBoundary", "KernelDynamics", "MemoryKernel", "memory_kernel"),
+    "lattice": ("Chain", "Lattice", "SimpleCubic"),
+    "local": ("LocalDynamics",),
+    "materials": ("MaterialInfo", "load_materials", "material_info"),
+    "potentials": ("AbstractPairPotential", "Gaussian", "PairFunction", "PairSum", "Yukawa"),
+    "screening": ("DragRanking", "drag_measure", "friction_tensor", "rank_by_drag"),
+    "run_checks": ("FiniteBoxWarning",),
+    "simulation": ("EnergyDriftWarning", "IncompletePassError", "NonFiniteTrajectoryError", "PrecisionWarning",
+                   "SinglePass", "simulate", "single_pass"),
+    "solvers": ("BlanesMoan", "SymplecticComposition", "VelocityVerlet"),
+    "system": ("System",),
+    "trajectory": ("Trajectory",),
+    "units": ("UnitSystem",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "AbstractPairPotential",
-    "BlanesMoan",
-    "Chain",
-    "DragRanking",
-    "ElasticContinuum",
-    "FitResult",
-    "FullLattice",
-    "Gaussian",
-    "Lattice",
-    "MemoryKernel",
-    "AbsorbingBoundary",
-    "LocalDynamics",
-    "MaterialInfo",
-    "PairFunction",
-    "PairSum",
-    "SimpleCubic",
-    "SinglePass",
-    "SymplecticComposition",
-    "System",
-    "Trajectory",
-    "UnitSystem",
-    "VelocityVerlet",
-    "Yukawa",
-    "cubic_voigt",
-    "drag_measure",
-    "drag_tensor",
-    "fit",
-    "fit_multistart",
-    "friction_tensor",
-    "load_materials",
-    "loss_chain_closed_form",
-    "loss_low_speed",
-    "loss_perturbative",
-    "material_info",
-    "memory_kernel",
-    "rank_by_drag",
-    "recoil_matrix",
-    "sample_starts",
-    "simulate",
-    "single_pass",
-    "NonFiniteTrajectoryError",
-    "EnergyDriftWarning",
-    "FitWarning",
-    "IncompletePassError",
-    "PrecisionWarning",
-    "spring_lattice_recoil",
-]
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'jaxion' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_MODULE_OF[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))
+
+
+__all__ = sorted(_MODULE_OF)

@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 DEMO_WIDTHS = (0.5, 1.0, 2.0, 4.0)
+# The units of `jaxion loss` (the paper's, physics.md section 1), printed and saved with the numbers.
+LOSS_UNITS = dict(speed="l/period", loss="hbar Omega",
+                  note="l = sqrt(hbar / m Omega) is the framework oscillator's length, a period 2 pi / Omega; "
+                       "jaxion.units converts to angstrom, ps, meV")
 
 
 def _speed_list(text):
@@ -113,7 +117,9 @@ def demo(args):
              f"simulation vs Eq. 14: max rel. deviation {a14['max_relative_deviation']:.1e}\n"
              f"over the {a14['points']} of {a14['total']} points where the\nperturbative theory applies\n\n"
              f"3D: Eq. 13 / Eq. 23 = {ratio[0]:.4f} at v = {low_speed['curves'][0]['speed'][0]:g}")
-    png_path = plotting.save(plotting.demo(chain, low_speed, notes=notes), out / "demo.png")
+    figure = plotting.demo(chain, low_speed, notes=notes, excluded=experiments.exclusions(chain, "eq13"),
+                           reasons=agreement["eq13"]["reasons"])
+    png_path = plotting.save(figure, out / "demo.png")
     print("\n".join(lines))
     print(f"wrote {png_path} and {json_path}")
     return 0
@@ -190,11 +196,11 @@ def loss(args):
         writer.writerows(zip(speeds.tolist(), losses.tolist()))
     os.replace(temporary, out / f"{stem}.csv")
     parameters = {key: value for key, value in vars(args).items() if key not in ("func", "command")}
-    _write_json(out / f"{stem}.json", dict(parameters=parameters, speed=speeds, loss=losses))
-    print(f"{'speed':>12} {'loss':>14}")
+    _write_json(out / f"{stem}.json", dict(parameters=parameters, speed=speeds, loss=losses, units=LOSS_UNITS))
+    print(f"{'speed (l/period)':>16} {'loss (hbar Omega)':>18}")
     for v, d in zip(speeds, losses):
-        print(f"{v:12.5g} {d:14.6e}")
-    print(f"wrote {out / (stem + '.csv')} and {out / (stem + '.json')}")
+        print(f"{v:16.5g} {d:18.6e}")
+    print(f"wrote {out / (stem + '.csv')} and {out / (stem + '.json')}\n({LOSS_UNITS['note']})")
     return 0
 
 

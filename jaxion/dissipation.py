@@ -25,10 +25,11 @@ import numpy as np
 import equinox as eqx
 
 from . import _checks
-from .brillouin import gauss_legendre, pyramid_rule, sphere_rule
-from .lattice import Lattice
+from .brillouin import gauss_legendre, periodic_grid, pyramid_rule, sphere_rule
+from .lattice import Lattice, SimpleCubic
 from .potentials import AbstractPairPotential, Gaussian, PairSum
 from .system import System
+from .units import UnitSystem
 
 # |integrand| below exp(-_CUTOFF_EXPONENT) of its peak is dropped from the Brillouin-zone rule.
 _CUTOFF_EXPONENT = 45.0
@@ -56,6 +57,22 @@ def recoil_matrix(framework, n_theta=64, n_phi=128):
         framework = _checks.checked(framework)
     directions, weights = sphere_rule(n_theta, n_phi)
     return jnp.einsum("p,pij->ij", jnp.asarray(weights), framework.recoil_density(jnp.asarray(directions)))
+
+
+def spring_lattice_recoil(mass, spacing, k1, k2, n_theta=48, n_phi=96):
+    """Physical ``L`` (s^3/kg) of a simple cubic spring lattice, through the dimensionless model.
+
+    The lattice (framework mass ``mass`` amu, lattice constant ``spacing`` Å, central springs
+    ``k1`` to the 6 nearest and ``k2`` to the 12 next-nearest neighbours, eV/Å^2) is made
+    dimensionless with ``K = k1`` (:class:`~jaxion.units.UnitSystem`); its recoil matrix ``M``
+    (Eq. 23, :func:`recoil_matrix` of ``SimpleCubic``) is converted with ``L = 2 pi l^2 M / (hbar Omega^2)``.
+
+    Returns:
+        ``(3, 3)``.
+    """
+    units = UnitSystem(mass, k1)
+    lattice = SimpleCubic(k1=1.0, k2=jnp.asarray(k2) / units.spring, spacing=units.from_angstrom(spacing))
+    return units.recoil_to_si(recoil_matrix(lattice, n_theta=n_theta, n_phi=n_phi))
 
 
 def drag_tensor(system, sigma):
@@ -121,7 +138,7 @@ def _drag_line_integral(system, recoil, start, n_panels, order):
 
 
 def loss_perturbative(
-    system, speed, start, n_radial=None, n_face=16, fourier_step=0.125, fourier_window=40.0, batch_size=4
+    system, speed, start, n_radial=None, n_face=16, fourier_step=0.125, fourier_window=40.0, batch_size=4, size=None
 ):
     """Second-order (perturbative) loss of one straight pass, Eq. 13:
 
@@ -131,6 +148,16 @@ def loss_perturbative(
     interacting sites). The zone average uses :func:`jaxion.brillouin.pyramid_rule` shrunk to
     the cube around Gamma outside which the integrand is below ``exp(-45)`` of its peak (see
     ``_zone_extent``), so low speeds, where only long waves are excited, stay accurate.
+
+    With ``size = L`` the lattice is the periodic ``L^dim`` box of the full simulation and
+    ``<>_q`` is its exact mode sum, ``L^-dim sum_q`` over ``q = 2 pi n / L``
+    (:func:`jaxion.brillouin.periodic_grid`; the uniform translation at ``q = 0`` included): the
+    energy the pass leaves in that box, to second order. By Poisson summation
+
+        Delta_L - Delta_inf = sum_{m != 0} C(L m),   C(R) = (2 pi^2 / m) (2 pi)^-dim integral d^dim q exp(i q.R) I(q)
+
+    (``I(q)`` the integrand above): the sites' periodic images at distance ``L`` and beyond, i.e.
+    the sound that crosses the box and returns to the sites while the ion still pushes on them.
 
     Args:
         system: a :class:`~jaxion.system.System` (chain or 3D lattice, any sites, any potential).
@@ -142,25 +169,36 @@ def loss_perturbative(
             (numerical transforms only; the largest wave number kept is ``pi / step``).
         fourier_window: half-length of the sampled path, in units of the range (numerical only).
         batch_size: speeds evaluated together (memory ~ ``batch_size`` x quadrature points).
+        size: ``None`` for the infinite lattice (the zone quadrature), or ``L`` (integer >= 1):
+            the periodic ``L^dim`` lattice's mode sum (``L^dim`` wave vectors; the quadrature
+            orders are then unused).
 
     Returns:
         loss with the shape of ``speed``.
     """
     system, speed, start = _check_pass(system, speed, start)
+    dim = system.lattice.dim
     if n_radial is None:
-        n_radial = 32 if system.lattice.dim == 3 else 96
+        n_radial = 32 if dim == 3 else 96
     flat = speed.reshape(-1)
-    rule = tuple(map(jnp.asarray, pyramid_rule(system.lattice.dim, int(n_radial), int(n_face), 1.0)))
-    options = (float(fourier_step), float(fourier_window), min(int(batch_size), flat.shape[0]))
-    return _loss_perturbative(system, flat, start, rule, options).reshape(speed.shape)
+    if size is None:
+        rule = pyramid_rule(dim, int(n_radial), int(n_face), 1.0)
+    else:
+        if isinstance(size, bool) or int(size) != size or size < 1:
+            raise ValueError(f"size must be a positive integer (cells per axis) or None, got {size!r}")
+        q = periodic_grid(int(size), dim)
+        rule = (q, np.full(q.shape[0], 1.0 / q.shape[0]))
+    options = (float(fourier_step), float(fourier_window), min(int(batch_size), flat.shape[0]), size is not None)
+    return _loss_perturbative(system, flat, start, tuple(map(jnp.asarray, rule)), options).reshape(speed.shape)
 
 
 @eqx.filter_jit
 def _loss_perturbative(system, speeds, start, rule, options):
     """Compiled body of :func:`loss_perturbative` for speeds ``(V,)`` with the unit zone rule
-    ``rule = (q (P, dim), w (P,))`` (passed as arrays, not baked in as constants); ``options``
-    are static."""
-    fourier_step, fourier_window, batch_size = options
+    ``rule = (q (P, dim), w (P,))`` (passed as arrays, not baked in as constants), shrunk per
+    speed to where the integrand lives unless ``periodic`` (a box's mode sum, used as it is);
+    ``options = (fourier_step, fourier_window, batch_size, periodic)`` are static."""
+    fourier_step, fourier_window, batch_size, periodic = options
     lattice = system.lattice
     unit_q, unit_w = rule
     positions = system.site_positions()
@@ -169,7 +207,7 @@ def _loss_perturbative(system, speeds, start, rule, options):
     bounds = _spectrum_bounds(lattice)
 
     def one_speed(v):
-        extent = _zone_extent(*bounds, transform.k_cut, v)
+        extent = 1.0 if periodic else _zone_extent(*bounds, transform.k_cut, v)
         q = unit_q * extent
         weights = unit_w * extent**lattice.dim
         phases = jnp.exp(1j * q @ cells.T)

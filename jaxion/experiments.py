@@ -22,16 +22,17 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import dissipation
+from . import dissipation, trapped
 from .full import FullLattice, require_box
 from .lattice import Chain, SimpleCubic
 from .potentials import Gaussian
-from .simulation import pass_geometry, simulate, single_pass
+from .simulation import pass_barrier, pass_geometry, single_pass
 from .system import System
 
 PAPER_WIDTHS = (0.5, 1.0, 2.0, 4.0)
@@ -245,10 +246,7 @@ def _validity(system, start, size):
     """What decides where a simulated pass can match the infinite-lattice perturbative theory:
     the largest potential ``barrier`` on the straight path, the fastest ``sound_speed`` and the
     periodic ``box`` length ``size * spacing`` (see :func:`agreement`)."""
-    position, stop_z = pass_geometry(system, start)
-    z = jnp.linspace(position[2], stop_z, 401)
-    path = jnp.concatenate([jnp.broadcast_to(position[:2], (z.shape[0], 2)), z[:, None]], axis=1)
-    return dict(barrier=float(jnp.max(system.static_potential(path))),
+    return dict(barrier=float(pass_barrier(system, start)),
                 sound_speed=FullLattice(system, size).sound_speed(),
                 box=float(size * system.lattice.spacing), width=float(system.potential.range))
 
@@ -399,9 +397,10 @@ def results_dir(out, method="full", quick=False, speed_count=None):
 
 def cubic_figure_from_command_line(figure, out, argv=None):
     """The notebooks' driver for :func:`fig4` / :func:`fig5`: parse ``--quick``, ``--size``,
-    ``--method``, ``--speeds`` (unknown arguments, e.g. Jupyter's, are ignored), run the figure and
-    return ``(data, out_dir)`` with ``out_dir`` from :func:`results_dir`: quick, kernel and other
-    speed counts never overwrite the full-size full-lattice results."""
+    ``--method``, ``--speeds`` and ``--out`` (default ``out``; unknown arguments, e.g. Jupyter's, are
+    ignored), run the figure and return ``(data, out_dir, base)``: ``base`` the ``--out`` folder (for
+    :func:`full_and_kernel`) and ``out_dir`` its subfolder from :func:`results_dir`, so quick, kernel and
+    other speed counts never overwrite the full-size full-lattice results."""
     runs = {"fig4": fig4, "fig5": fig5}
     if figure not in runs:
         raise ValueError(f"figure must be one of {tuple(runs)}, got {figure!r}")
@@ -412,12 +411,14 @@ def cubic_figure_from_command_line(figure, out, argv=None):
                         help="full: every mass integrated; kernel: the same lattice integrated out exactly (fast)")
     parser.add_argument("--speeds", type=int, default=None,
                         help=f"simulated speeds per curve, log-spaced from 1 to 80 (default: the paper's {PAPER_SPEED_COUNT})")
+    parser.add_argument("--out", type=Path, default=Path(out), help=f"results folder (default {out})")
     args, _ = parser.parse_known_args(argv)
     count = PAPER_SPEED_COUNT if args.speeds is None else args.speeds
     count = None if args.quick else count
-    out_dir = results_dir(out, args.method, args.quick, count)
+    out_dir = results_dir(args.out, args.method, args.quick, count)
     speeds = None if args.quick else paper_speeds(1.0, 80.0, count)
-    return runs[figure](size=args.size, speeds=speeds, quick=args.quick, method=args.method, out=out_dir), out_dir
+    data = runs[figure](size=args.size, speeds=speeds, quick=args.quick, method=args.method, out=out_dir)
+    return data, out_dir, args.out
 
 
 def full_and_kernel(figure, data, out):
@@ -435,6 +436,36 @@ def full_and_kernel(figure, data, out):
     return (data, saved) if method == "full" else (saved, data)
 
 
+FIG6_SITES = tuple((0, 0, j) for j in range(8))
+
+
+class TrapSetup(NamedTuple):
+    """A trapped-ion start: the ``system``, the ion's ``position`` and ``velocity`` ``(3,)`` and the
+    trap ``center`` (``z0``, where :func:`jaxion.trapped.cycle_analysis` counts crossings)."""
+
+    system: System
+    position: jnp.ndarray
+    velocity: jnp.ndarray
+    center: float
+
+
+def fig6_setup(phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spacing=2.0):
+    """The paper's Fig. 6 setup (physics.md section 6), shared by :func:`fig6`, the notebooks and the
+    benchmarks: 8 interacting sites on a cube edge, ``(0, 0, j alpha)``, ``j = 0..7``, of
+    ``SimpleCubic(k1, k2, alpha)``, a Gaussian ``phi(r) = Phi0 exp(-r^2 / 2 lambda^2)``, the ion
+    (mass ``mu = (inf, inf, 1)``: it moves along z only) at the trap centre ``z0 = 3.5 alpha``,
+    between the 4th and 5th sites, with speed ``v0`` along z. For the defaults its kinetic energy
+    ``mu v0^2 / 8 pi^2 = 0.71`` is below ``Phi0``: it cannot climb the barriers and rattles.
+
+    Returns:
+        :class:`TrapSetup`.
+    """
+    system = System(SimpleCubic(k1=k1, k2=k2, spacing=spacing), Gaussian(phi0, width), sites=FIG6_SITES,
+                    mass=ION_MASS)
+    center = 3.5 * spacing
+    return TrapSetup(system, jnp.array([0.0, 0.0, center]), jnp.array([0.0, 0.0, speed]), center)
+
+
 def fig6(size=100, t1=30.0, phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spacing=2.0, local_c=(0.5, 1.0),
          full_solver="symplectic", full_dt=1e-2, local_dt=1e-2, n_save=600, quick=False, out=None, progress=True):
     """Fig. 6: an ion trapped between 8 masses on a cube edge, ``(0, 0, j alpha)``, ``j = 0..7``.
@@ -446,16 +477,17 @@ def fig6(size=100, t1=30.0, phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spa
     ``"tsit5"`` with ``dt = 1e-3``; the 4th-order symplectic solver reaches the same accuracy with
     ten times fewer steps, see ``jaxion.full``).
 
+    Setup: :func:`fig6_setup`; each curve's ``analysis`` is :func:`jaxion.trapped.cycle_analysis`
+    (period and energy decay per cycle from the upward crossings of the trap centre).
+
     Returns:
         dict with ``parameters`` and ``curves``: one per method (``method``, ``c`` for local,
-        ``ts``, ``position`` (z), ``velocity`` (z), ``energy``, ``seconds`` of wall time).
+        ``ts``, ``position`` (z), ``velocity`` (z), ``energy``, ``seconds`` of wall time,
+        ``energy_drift``, ``analysis``).
     """
     if quick:
         size, t1, n_save = min(size, 12), min(t1, 1.0), min(n_save, 100)
-    lattice = SimpleCubic(k1=k1, k2=k2, spacing=spacing)
-    system = System(lattice, Gaussian(phi0, width), sites=[(0, 0, j) for j in range(8)], mass=ION_MASS)
-    position = jnp.array([0.0, 0.0, 3.5 * spacing])
-    velocity = jnp.array([0.0, 0.0, speed])
+    system, position, velocity, center = fig6_setup(phi0, width, speed, k1, k2, spacing)
     parameters = dict(k1=k1, k2=k2, spacing=spacing, phi0=phi0, width=width, speed=speed, size=size, t1=t1,
                       full_solver=full_solver, full_dt=full_dt, local_dt=local_dt, local_c=list(local_c), n_save=n_save)
     runs = [("full", None, dict(size=size, dt=full_dt, solver=full_solver, n_save=n_save, progress=progress))]
@@ -463,15 +495,12 @@ def fig6(size=100, t1=30.0, phi0=1.0, width=0.5, speed=7.5, k1=15.0, k2=5.0, spa
     require_box(system, size)
     with _Recorder("fig6", parameters, out) as recorder:
         for method, c, options in runs:
-            began = time.perf_counter()
-            trajectory = simulate(system, position, velocity, t1, method=method, **options)
-            trajectory.position.block_until_ready()
-            seconds = time.perf_counter() - began
-            recorder.data["curves"].append(dict(method=method, c=c, seconds=seconds, ts=np.asarray(trajectory.ts),
-                                                position=np.asarray(trajectory.position[:, 2]),
-                                                velocity=np.asarray(trajectory.velocity[:, 2]),
-                                                energy=np.asarray(trajectory.energy),
-                                                energy_drift=float(trajectory.energy_drift)))
+            trajectory, run = trapped.timed_run(system, position, velocity, t1, method=method, **options)
+            analysis = trapped.cycle_analysis(run["ts"], run["position"], run["velocity"], center, ION_MASS[2])
+            recorder.data["curves"].append(dict(method=method, c=c, seconds=run["wall_seconds"], ts=run["ts"],
+                                                position=run["position"][:, 2], velocity=run["velocity"][:, 2],
+                                                energy=run["energy"], energy_drift=float(trajectory.energy_drift),
+                                                analysis=analysis))
             recorder.save()
         return recorder.finish()
 
@@ -593,6 +622,38 @@ def _worse(worst, simulated, reference, speed, curve):
     return worst
 
 
+# Why a simulated point is left out of the agreement statistic (exclusions' keys), as the figures' legends say it.
+EXCLUSION_REASONS = {
+    "slowdown": "speed change in the potential shifts the loss by > {max_sensitivity:.0%}",
+    "box": "sound returns through the box within +-{half_window:g} widths",
+    "unresolved": "predicted loss < {min_loss_fraction:g} of the kinetic energy",
+}
+
+
+def exclusions(data, theory="eq13", max_sensitivity=0.01, interaction_window=8.0, min_loss_fraction=1e-10):
+    """Per curve of ``data``, why each simulated point is left out of :func:`agreement` (the
+    criteria are explained there): a dict of boolean arrays over the curve's speeds, one per
+    reason of ``EXCLUSION_REASONS`` (``slowdown``, ``box``, ``unresolved``; a point may have
+    several), plus ``floor``, the loss ``min_loss_fraction * KE`` below which a pass is not resolved."""
+    mu = data["parameters"].get("mu", 1.0)
+    result = []
+    for curve in data["curves"]:
+        speed = np.asarray(curve["speed"], dtype=float)
+        predicted = np.asarray(curve[theory], float)
+        line_speed, line = np.log(np.asarray(curve["line_speed"], float)), np.asarray(curve[f"{theory}_line"], float)
+        slope = np.interp(np.log(speed), 0.5 * (line_speed[1:] + line_speed[:-1]),
+                          np.diff(np.log(np.maximum(line, 1e-300))) / np.diff(line_speed))
+        kinetic = _kinetic_energy(mu, speed)
+        valid = curve["validity"]
+        result.append(dict(
+            slowdown=~(np.abs(slope) * valid["barrier"] / (2.0 * kinetic) < max_sensitivity),
+            box=~(valid["box"] > valid["sound_speed"] * interaction_window * valid["width"] / speed),
+            unresolved=~(predicted > min_loss_fraction * kinetic),
+            floor=min_loss_fraction * kinetic,
+        ))
+    return result
+
+
 def agreement(data, theory="eq13", max_sensitivity=0.01, interaction_window=8.0, min_loss_fraction=1e-10):
     """Largest relative deviation ``|simulation / theory - 1|`` over the points where the
     infinite-lattice perturbative theory applies to the simulated pass. A point counts when
@@ -612,28 +673,23 @@ def agreement(data, theory="eq13", max_sensitivity=0.01, interaction_window=8.0,
     * the predicted loss exceeds ``min_loss_fraction`` of the kinetic energy (the integrator's
       energy error is ~1e-10 of the total).
 
+    The points left out, and why, are :func:`exclusions` (the demo figure marks them).
+
     Returns:
         dict with ``max_relative_deviation``, ``points`` (compared) of ``total``, the ``speed``
-        and ``curve`` label of the largest deviation, and the criteria used.
+        and ``curve`` label of the largest deviation, the criteria used, and ``reasons`` (the
+        legend text of each exclusion, ``EXCLUSION_REASONS`` with the criteria filled in).
     """
-    mu = data["parameters"].get("mu", 1.0)
+    criteria = dict(max_sensitivity=max_sensitivity, interaction_window=interaction_window,
+                    min_loss_fraction=min_loss_fraction)
     worst, points, total = dict(max_relative_deviation=0.0), 0, 0
-    for curve in data["curves"]:
+    for curve, left_out in zip(data["curves"], exclusions(data, theory, **criteria)):
         speed = np.asarray(curve["speed"], dtype=float)
         simulated, predicted = np.asarray(curve["simulation"], float), np.asarray(curve[theory], float)
-        line_speed, line = np.log(np.asarray(curve["line_speed"], float)), np.asarray(curve[f"{theory}_line"], float)
-        slope = np.interp(np.log(speed), 0.5 * (line_speed[1:] + line_speed[:-1]),
-                          np.diff(np.log(np.maximum(line, 1e-300))) / np.diff(line_speed))
-        kinetic = _kinetic_energy(mu, speed)
-        valid = curve["validity"]
-        usable = (
-            (np.abs(slope) * valid["barrier"] / (2.0 * kinetic) < max_sensitivity)
-            & (valid["box"] > valid["sound_speed"] * interaction_window * valid["width"] / speed)
-            & (predicted > min_loss_fraction * kinetic)
-            & np.isfinite(simulated)
-        )
+        usable = ~(left_out["slowdown"] | left_out["box"] | left_out["unresolved"]) & np.isfinite(simulated)
         total += int(np.sum(np.isfinite(simulated)))
         points += int(np.sum(usable))
         worst = _worse(worst, simulated[usable], predicted[usable], speed[usable], curve)
+    reasons = {key: text.format(half_window=interaction_window / 2, **criteria) for key, text in EXCLUSION_REASONS.items()}
     return dict(worst, points=points, total=total, theory=theory, max_sensitivity=max_sensitivity,
-                interaction_window=interaction_window)
+                interaction_window=interaction_window, reasons=reasons)

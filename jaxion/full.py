@@ -58,7 +58,9 @@ import numpy as np
 
 from . import _checks
 from .brillouin import periodic_grid, sphere_rule
-from .simulation import FiniteBoxWarning, Trajectory, require_step, run_duration
+from .dissipation import loss_perturbative
+from .dynamics import AbstractDiffraxDynamics, CrossedPlane, run_from
+from .run_checks import RESOLVED_ULPS, FiniteBoxWarning, pass_barrier, pass_geometry, require_step, run_duration
 from .solvers import BlanesMoan, RungeKuttaNystrom, VelocityVerlet
 from .system import System
 
@@ -74,6 +76,11 @@ SOLVERS = tuple(_TABLEAUX) + tuple(_SYMPLECTIC)
 _RK_GROWTH = 1e-10
 # Interacting sites plus this many potential ranges on each side must fit in one period of the box.
 _RANGE_MARGIN = 3.0
+# single_pass warns (FiniteBoxWarning) when sound returning through the periodic box changes a loss by
+# more than this fraction of it (check_sound_return); pass box_tol to change it, None to silence it.
+BOX_TOL = 1e-3
+# Speeds per evaluation of the finite-box estimate (a fixed shape: one compilation for all calls).
+_ECHO_CHUNK = 4
 
 
 class FullLattice(eqx.Module):
@@ -223,20 +230,6 @@ class FullLattice(eqx.Module):
         """``rho`` (three ``(L, ...)``) plus ``on_sites`` ``(3, S)`` at the sites, in place."""
         return tuple(component.at[self.site_index].add(value) for component, value in zip(rho, on_sites))
 
-    def kicked(self, q, p, scale):
-        """``p + scale * acceleration(q)``, ordered so the spring force and the update are one
-        pass (``p + scale S(q)``) and the sites' few terms are added in place afterwards: no
-        acceleration array is written (the symplectic solvers' kick, ``jaxion.solvers``). The
-        scale (a time step fraction) multiplies the stencil's result rather than entering its
-        spring constants, which would recompute the scaled constants per lattice site (~20%
-        slower at L = 100)."""
-        (halo, _), (rho_dot, sigma_dot) = q, p
-        on_sites, on_ion = self._interaction_accelerations(q)
-        step = jnp.asarray(scale, self.dtype)
-        springs = _springs((self, FOUR_PI2 / self.system.lattice.mass, halo))
-        rho_dot = tuple(component + step * force for component, force in zip(rho_dot, springs))
-        return self._add_at_sites(rho_dot, step * on_sites), (sigma_dot + step * on_ion).astype(sigma_dot.dtype)
-
     def energy(self, y):
         """Total energy ``E`` (module docstring) of the state ``y = ((halo, sigma), (rho', sigma'))``, float64."""
         (halo, sigma), (rho_dot, sigma_dot) = y
@@ -254,7 +247,7 @@ class FullLattice(eqx.Module):
         return (self.wrap(rest), jnp.asarray(position, self.dtype)), (rest, jnp.asarray(velocity, self.dtype))
 
     def observe(self, t, y, args, save_sites=False):
-        """What a :class:`~jaxion.simulation.Trajectory` keeps of a state: ion position,
+        """What a :class:`~jaxion.trajectory.Trajectory` keeps of a state: ion position,
         velocity, total energy and (optionally) the site displacements ``(S, 3)``."""
         (halo, sigma), (_, sigma_dot) = y
         out = dict(position=sigma, velocity=sigma_dot, energy=self.energy(y))
@@ -295,14 +288,50 @@ class _Rate(diffrax.AbstractTerm):
         return t1 - t0
 
     def prod(self, vf, control):
-        return jax.tree.map(lambda v: (control * v).astype(v.dtype), vf)
+        """``control * vf`` in the field's dtype (the control cast first: float32 stays float32)."""
+        return jax.tree.map(lambda v: jnp.asarray(control, v.dtype) * v, vf)
 
 
 class _KickRate(_Rate):
-    """The kick term, with the fused update ``p + scale a(q)`` the symplectic solvers use."""
+    """The kick term ``dp/dtau = a(q)`` (:class:`_Kick`), whose increment ``vf_prod`` fuses into
+    the solver's update ``p + vf_prod(t, q, args, dtau)``."""
 
-    def kicked(self, t, q, p, args, scale):
-        return self.rate.model.kicked(q, p, scale)
+    def vf_prod(self, t, y, args, control):
+        """``dtau a(q)``, the numbers of ``prod(vf(t, q, args), dtau)``: ``dtau (S(q) + F)`` with
+        ``S`` the spring force and ``F`` the sites' terms, here spread over the lattice by
+        :func:`_spread` rather than scattered. With no scatter XLA fuses the whole increment into
+        the symplectic solvers' kick ``p + dtau a(q)``, one pass that writes no acceleration array
+        (a scatter's result is written out whole: one more write and read of the state per kick,
+        ~25% of a Blanes-Moan step at L = 48). ``dtau`` multiplies the stencil's result rather
+        than entering its spring constants, which would recompute the scaled constants per
+        lattice site (~20% slower at L = 100)."""
+        model = self.rate.model
+        on_sites, on_ion = model._interaction_accelerations(y)
+        springs = _springs((model, FOUR_PI2 / model.system.lattice.mass, y[0]))
+        step = jnp.asarray(control, model.dtype)
+        rho = tuple(step * (force + spread) for force, spread in zip(springs, _spread(model, on_sites)))
+        return rho, step * on_ion
+
+
+def _spread(model, on_sites):
+    """Site values ``(3, S)`` as three lattice arrays ``(L, ...)``, zero off the sites: scattered
+    into the smallest periodic box holding the sites (:func:`_cyclic_span`), zero-padded to the
+    lattice and rolled into place, so that beyond the box's few values it is all pads and slices,
+    which fuse into an elementwise consumer."""
+    starts, extents = zip(*(_cyclic_span(axis, model.size) for axis in model.site_index))
+    inside = tuple(tuple((i - start) % model.size for i in axis) for axis, start in zip(model.site_index, starts))
+    padding = [(0, model.size - extent) for extent in extents]
+    axes = tuple(range(len(extents)))
+    boxes = (jnp.zeros(extents, v.dtype).at[inside].add(v) for v in on_sites)
+    return tuple(jnp.roll(jnp.pad(box, padding), starts, axes) for box in boxes)
+
+
+def _cyclic_span(indices, size):
+    """``(start, extent)`` of the shortest run of cells ``start, ..., start + extent - 1`` modulo
+    ``size`` holding every index: it begins after the largest cyclic gap between them."""
+    points = sorted(set(indices))
+    gap, last = max(((points[(k + 1) % len(points)] - points[k]) % size or size, k) for k in range(len(points)))
+    return points[(last + 1) % len(points)], size - gap + 1
 
 
 class _Drift(eqx.Module):
@@ -340,8 +369,181 @@ def _written(q):
     return tuple(component / (1.0 + 0.0 * component) for component in halo), sigma
 
 
+class FullDynamics(AbstractDiffraxDynamics):
+    """The ion plus the whole periodic lattice as a description (:mod:`jaxion.dynamics`): the physics
+    of :class:`FullLattice` with its solver and step.
+
+    Attributes:
+        lattice: the :class:`FullLattice` (the system, the box of ``L`` masses per axis, the dtype).
+        dt: time step (periods; a number, traced by the solve): fixed, or the first step when adaptive.
+        solver_name: static, one of ``SOLVERS``.
+        rtol, atol: static adaptive step control (PID, Runge-Kutta solvers), or ``None`` for fixed steps.
+        save_sites: static; also save the interacting sites' displacements ``(T, S, 3)``.
+        box_tol: static tolerance of the returning-sound warning (:func:`check_sound_return`), or ``None``.
+
+    The state is ``((halo, sigma), (rho', sigma'))`` (module docstring). Build it for a run with
+    :meth:`build`, which with ``size=None`` sizes a box that holds the run (:func:`infinite_lattice_size`).
+    """
+
+    lattice: FullLattice
+    dt: float
+    solver_name: str = eqx.field(static=True)
+    rtol: float | None = eqx.field(static=True)
+    atol: float | None = eqx.field(static=True)
+    save_sites: bool = eqx.field(static=True)
+    box_tol: float | None = eqx.field(static=True)
+
+    def __init__(self, system, size, *, dt=1e-3, solver="tsit5", rtol=None, atol=None, dtype=jnp.float64,
+                 save_sites=False, box_tol=BOX_TOL):
+        """``size`` is ``L`` (an integer: the periodic box); see :meth:`build` for ``size=None``."""
+        self.lattice = FullLattice(system, size, dtype)
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if not _checks.is_concrete(dt):
+            raise ValueError("dt must be a concrete number (it fixes the number of steps); vmap over the state")
+        _checks.require_positive("dt", dt)
+        adaptive = rtol is not None or atol is not None
+        if adaptive and (rtol is None or atol is None):
+            raise ValueError("give both rtol and atol for adaptive stepping, or neither for a fixed step dt")
+        if adaptive and solver not in _TABLEAUX:
+            raise ValueError(
+                f"adaptive stepping (rtol/atol) needs a Runge-Kutta solver {tuple(_TABLEAUX)}, got {solver!r}"
+            )
+        self.dt = float(dt)  # concrete for the step arithmetic; the solve traces it (jaxion.dynamics)
+        self.solver_name = solver
+        self.rtol, self.atol = rtol, atol
+        self.save_sites = bool(save_sites)
+        self.box_tol = box_tol
+
+    @classmethod
+    def build(cls, system, t1, *, size=None, dt=1e-3, **options):
+        """The description for runs of up to ``t1`` periods: ``size=None`` means the infinite lattice,
+        simulated in the periodic box that no sound crosses and returns through within ``t1``
+        (:func:`infinite_lattice_size`; ``ValueError`` when it would be too large)."""
+        _checks.require_run_length(t1, dt)
+        if size is None:
+            size = infinite_lattice_size(system, float(t1))
+        return cls(system, size, dt=dt, **options)
+
+    @property
+    def system(self):
+        return self.lattice.system
+
+    @property
+    def size(self):
+        """``L``, masses per lattice axis (static)."""
+        return self.lattice.size
+
+    @property
+    def adaptive(self):
+        return self.rtol is not None
+
+    @property
+    def time_dtype(self):
+        """The state's dtype: diffrax promotes the state to the dtype of the times."""
+        return self.lattice.dtype
+
+    def initial_state(self, position, velocity, key=None):
+        """Framework at rest, ion at ``position`` with ``velocity``: ``((halo, sigma), (rho', sigma'))``."""
+        return self.lattice.initial_state(position, velocity)
+
+    def ion(self, state):
+        (_, sigma), (_, sigma_dot) = state
+        return sigma, sigma_dot
+
+    def energy(self, state):
+        return self.lattice.energy(state)
+
+    def observe(self, t, state, args=None):
+        return self.lattice.observe(t, state, args, self.save_sites)
+
+    def terms(self, key=None):
+        return self.lattice.terms()
+
+    def solver(self):
+        return make_solver(self.solver_name)
+
+    def _steps(self, t1):
+        """Steps of at most ``dt`` in ``t1`` (a step a hair above ``dt`` by rounding counts as ``dt``)."""
+        return max(1, int(math.ceil(float(t1) / self.dt * (1.0 - 1e-12))))
+
+    def time_grid(self, t1, n_save):
+        """Adaptive: ``t1`` and ``n_save`` evenly spaced times; fixed steps: ``t1`` rounded up to whole
+        steps and the save times rounded onto the step grid."""
+        if self.adaptive:
+            return float(t1), jnp.linspace(0.0, float(t1), n_save, dtype=self.lattice.dtype)
+        n_steps = self._steps(t1)
+        return n_steps * self.dt, jnp.asarray(np.round(np.linspace(0.0, n_steps, n_save)) * self.dt, self.lattice.dtype)
+
+    def step_control(self, t1):
+        n_steps = self._steps(t1)
+        if self.adaptive:
+            return self.dt, diffrax.PIDController(rtol=self.rtol, atol=self.atol), max(16 * n_steps, 10_000)
+        # A power of two: a bound only (no memory is reserved without reverse-mode AD), and runs
+        # of similar length then share one compiled solve.
+        return self.dt, diffrax.ConstantStepSize(), 1 << n_steps.bit_length()
+
+    def check(self, position, velocity, duration):
+        """``ValueError`` for a box too small for the interacting sites and, for fixed steps, for ``dt``
+        beyond the solver's stability bound with the forces met (:func:`check_step`); warns when sound
+        can return through the box within ``duration`` (:func:`_check_box`)."""
+        _check_box(self.lattice, duration, position, velocity, None, self.box_tol)
+        if not self.adaptive:
+            _check_step(self.lattice, self.solver_name, self.dt, position, velocity, duration)
+
+    def check_pass(self, speed, start, durations):
+        """Warns where sound returning through the box changes a single-pass loss (:func:`check_sound_return`)."""
+        check_sound_return(self.system, speed, start, self.size, durations=durations, box_tol=self.box_tol)
+
+
+# ``size=None`` builds at most this many masses (2^21: L = 128 for a cubic lattice, 96 MiB of
+# state, positions and velocities, in float64; the Runge-Kutta stages take a few times more).
+MAX_INFINITE_MASSES = 1 << 21
+
+
+def infinite_lattice_size(system, duration):
+    """``L`` of the periodic box that stands for the infinite lattice over a run of ``duration`` periods:
+    no sound leaving a site reaches a periodic image of a site before the run ends, so the run equals
+    the infinite lattice's (to rounding). With ``span`` the sites' extent in cells (largest over the
+    axes), ``n = ceil(c duration / alpha)`` the cells sound crosses at the largest sound speed ``c``
+    (:meth:`FullLattice.sound_speed`) and ``reach`` the potential's ``_RANGE_MARGIN`` ranges in cells
+    (the interacting region, :func:`require_box`),
+
+        L = span + max(2 reach, n + 4 + 2 ceil(n^(1/3))).
+
+    The margin is the tail that a dispersive lattice's response runs ahead of the sound front, of
+    width growing as ``n^(1/3)`` (an Airy front): on the cubic lattice (``n = 10``, the ion still at
+    the site when the front returns) the ion's trajectory moved by 1.7e-9 in ``L = span + n + 1``,
+    1e-13 with four cells more and not at all with eight. ``ValueError`` when the system is traced or
+    ``L^dim`` exceeds ``MAX_INFINITE_MASSES``, suggesting the kernel method (the infinite lattice at a
+    cost independent of ``L``) or an explicit ``size``."""
+    if not _checks.is_concrete(system):
+        raise ValueError("size=None (the infinite lattice) sizes the full lattice's box from the system's "
+                         "parameters, which are traced here: pass an explicit size")
+    lattice = system.lattice
+    spacing = float(lattice.spacing)
+    reach = int(math.ceil(_RANGE_MARGIN * float(system.potential.range) / spacing))
+    span = int(np.max(np.ptp(system.site_cells, axis=0))) + 1
+    speed = FullLattice(system, span + 2 * reach + 3).sound_speed()
+    travel = int(math.ceil(speed * float(duration) / spacing))
+    size = span + max(2 * reach, travel + 4 + 2 * int(math.ceil(travel ** (1.0 / 3.0))))
+    masses = size**lattice.dim
+    if masses > MAX_INFINITE_MASSES:
+        state = 2 * 3 * masses * 8
+        raise ValueError(
+            f"size=None means the infinite lattice: over the run's {float(duration):.4g} periods sound (speed "
+            f"{speed:.4g} l per period) travels {travel} cells, so the full lattice needs a periodic box of L = {size} "
+            f"({masses:.3g} masses, {state / 2**30:.3g} GiB of state in float64), beyond the {MAX_INFINITE_MASSES:,} "
+            f"masses that size=None builds (L = {round(MAX_INFINITE_MASSES ** (1 / lattice.dim))} for this "
+            f"{lattice.dim}-dimensional lattice). Use method='kernel' (the infinite lattice at a cost independent of "
+            "L), a shorter run, or an explicit size=L (a finite periodic box: FiniteBoxWarning says when its "
+            "returning sound matters)"
+        )
+    return size
+
+
 class _Observe(eqx.Module):
-    """Save function: :meth:`FullLattice.observe`."""
+    """Save function: :meth:`FullLattice.observe` (kept for ``jaxion.slab``)."""
 
     model: FullLattice
     save_sites: bool = eqx.field(static=True)
@@ -351,7 +553,8 @@ class _Observe(eqx.Module):
 
 
 class _Passed(eqx.Module):
-    """Event condition: the ion has reached the plane ``z = stop_z``."""
+    """Event condition: the ion has reached the plane ``z = stop_z`` (kept for ``jaxion.slab``;
+    descriptions use :class:`~jaxion.dynamics.CrossedPlane`)."""
 
     stop_z: jax.Array
 
@@ -359,7 +562,6 @@ class _Passed(eqx.Module):
         return y[0][1][2] >= self.stop_z
 
 
-@functools.cache
 def runge_kutta_stability_limit(name):
     """Largest ``y`` with ``|R(iy')| <= 1 + 1e-10`` for all ``0 < y' <= y``, where ``R`` is the
     stability polynomial of the explicit Runge-Kutta method ``name`` (from its Butcher tableau):
@@ -371,8 +573,9 @@ def runge_kutta_stability_limit(name):
     for i, row in enumerate(tableau.a_lower):
         a[i + 1, : len(row)] = row
     y = np.linspace(0.01, 6.0, 6000)
-    eye, ones = np.eye(stages), np.ones(stages)
-    amplification = np.abs([1 + 1j * v * tableau.b_sol @ np.linalg.solve(eye - 1j * v * a, ones) for v in y])
+    # R(iy) = 1 + iy b^T (1 - iy A)^-1 1, one batched solve over the grid (~3 ms: no cache needed)
+    stage_values = np.linalg.solve(np.eye(stages) - 1j * y[:, None, None] * a, np.ones((y.size, stages, 1)))[..., 0]
+    amplification = np.abs(1 + 1j * y * (stage_values @ np.asarray(tableau.b_sol)))
     unstable = amplification > 1.0 + _RK_GROWTH
     return float(y[np.argmax(unstable) - 1]) if np.any(unstable) else float(y[-1])
 
@@ -408,38 +611,136 @@ def require_box(system, size):
         )
 
 
-def _check_box(model, t1, position, velocity, stop_z):
+def _check_box(model, t1, position, velocity, stop_z, box_tol=BOX_TOL):
     """ValueError when the interacting region does not fit in the box (:func:`require_box`); warning
-    when sound can cross the box and come back to the sites within the run. Skipped for traced parameters."""
+    when sound can cross the box and come back to the sites within the run (a bound only: the effect
+    on an arbitrary trajectory is not estimated; :func:`check_sound_return` estimates it for a
+    single pass, which silences this one). ``box_tol=None`` silences it. Skipped for traced parameters."""
     if not _checks.is_concrete(model.system):
         return
     require_box(model.system, model.size)
-    check_sound_return(model.system, run_duration(position, velocity, t1, stop_z), model.size)
-
-
-def check_sound_return(system, duration, size=32, **options):
-    """Warn (:class:`~jaxion.simulation.FiniteBoxWarning`) when sound crossing the periodic box of
-    ``size`` cells returns to the sites within ``duration`` periods, naming a size that would be
-    enough; ``single_pass`` calls it once with the runs' actual durations."""
-    if not _checks.is_concrete(system):
-        return
-    model = FullLattice(system, size)
-    spacing = float(system.lattice.spacing)
-    travel = duration * model.sound_speed()
-    if travel > model.size * spacing:
+    duration = run_duration(position, velocity, t1, stop_z)
+    travel, box = duration * model.sound_speed(), model.size * float(model.system.lattice.spacing)
+    if box_tol is not None and travel > box:
         warnings.warn(
-            f"sound crosses the periodic box and returns to the sites within the run ({duration:.3g} periods "
-            f"x speed {model.sound_speed():.3g} = {travel:.3g} > box of {model.size} cells = {model.size * spacing:.3g}); "
-            f"results differ from an infinite lattice. size >= {int(math.ceil(travel / spacing)) + 1} would be enough.",
+            f"sound can cross the periodic box of {model.size} cells and return to the sites within the run "
+            f"({duration:.3g} periods x sound speed {model.sound_speed():.3g} = {travel:.3g} > box {box:.3g}); how "
+            "much it changes this trajectory is not estimated (single_pass estimates it for a pass), compare with "
+            f"a larger box; {_holding_size(model, duration)}; box_tol=None silences this check",
             FiniteBoxWarning,
             stacklevel=3,
         )
 
 
+def _holding_size(model, duration):
+    """The smallest box that holds a run of ``duration`` periods (no sound returns before it ends), as text."""
+    spacing = float(model.system.lattice.spacing)
+    needed = int(math.ceil(duration * model.sound_speed() / spacing)) + 1
+    return f"size >= {needed} would be enough (no sound returns before the run ends)"
+
+
+def finite_box_change(system, speed, start, size):
+    """Relative change of the single-pass loss made by the periodic box of ``size`` cells, to second
+    order in the interaction:
+
+        Delta_L / Delta_inf - 1,
+
+    ``Delta_L`` the mode sum of Eq. 13 over the box's ``L^dim`` wave vectors and ``Delta_inf`` its
+    zone integral (:func:`jaxion.dissipation.loss_perturbative` with ``size=L`` and ``size=None``).
+    Their difference is the sound that leaves the sites, goes round the box and comes back while the
+    ion still pushes on them (the sites' periodic images). The full simulation's loss departs from
+    Eq. 13 at higher order too (~1% at the paper's Phi0 = 0.01), but that part is common to both boxes.
+    Validated against full-lattice single passes in ``tests/test_first_hour.py``.
+
+    Args:
+        system: the :class:`~jaxion.System` (concrete).
+        speed: ``(K,)`` speeds along z; start: ``(2,)`` transverse position of the path.
+        size: ``L``.
+
+    Returns:
+        ``(relative (K,), Delta_L (K,), Delta_inf (K,))`` NumPy arrays.
+    """
+    speed = jnp.atleast_1d(jnp.asarray(speed, dtype=float))
+    in_box = np.asarray(loss_perturbative(system, speed, start, size=int(size)))
+    infinite = np.asarray(loss_perturbative(system, speed, start))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return in_box / infinite - 1.0, in_box, infinite
+
+
+def check_sound_return(system, speed, start=(0.0, 0.0), size=32, *, durations=None, box_tol=BOX_TOL, **options):
+    """Warn (:class:`~jaxion.simulation.FiniteBoxWarning`), once for all speeds, when the sound that
+    returns through the periodic box of ``size`` cells changes a single-pass loss by more than
+    ``box_tol`` of it (default ``BOX_TOL`` = 1e-3), saying by how much; ``box_tol=None`` silences it.
+
+    A speed is checked when its pass lasts long enough for sound to go round the box,
+    ``c_s * duration > L alpha`` (``durations`` per speed, default the straight crossing of
+    :func:`~jaxion.simulation.pass_geometry`; ``single_pass`` passes the runs' actual ones).
+    Only then is the change estimated, by :func:`finite_box_change` at the initial speed ``v``
+    and at the slowest speed on the path, ``v_min^2 = v^2 - 8 pi^2 B / mu_z`` (``B`` the barrier,
+    :func:`~jaxion.simulation.pass_barrier`): the ion meets the sites at speeds between the two,
+    and the larger ``|change|`` counts. A change counts when it exceeds both ``box_tol`` of the loss
+    and what the run resolves, ``RESOLVED_ULPS`` float64 roundings of the ion's kinetic energy (an
+    exponentially small loss, e.g. a gapped chain at low speed, is left alone). Passes the ion cannot
+    complete (``B`` above its kinetic energy) are not checked.
+
+    Where the speed changes much inside the potential the simulated loss departs from Eq. 13 and
+    the estimate is an order of magnitude: on the 64-mass chain (Phi0 = 0.01, lambda = 1) it gives
+    5.1% at v = 2, 0.17% at 2.5, -0.023% at 3 against the simulations' 36%, 0.10%, -0.021%
+    (L = 64 against 256); in the perturbative regime it agrees to a few per cent of itself.
+
+    Args:
+        system: the :class:`~jaxion.System`; skipped when traced.
+        speed: scalar or ``(K,)`` initial speeds along z; start: ``(2,)`` transverse position.
+        size: ``L``; durations: scalar or ``(K,)`` run lengths in periods.
+        box_tol: relative tolerance, or ``None``.
+        **options: ignored (the other options of a single pass).
+    """
+    if box_tol is None or not _checks.is_concrete(system, speed, durations):
+        return
+    _checks.require_positive("box_tol", box_tol)
+    model = FullLattice(system, size)
+    speed = np.atleast_1d(np.asarray(speed, dtype=float))
+    if durations is None:
+        position, stop_z = pass_geometry(system, start)
+        durations = float(stop_z - position[2]) / speed
+    durations = np.broadcast_to(np.asarray(durations, dtype=float), speed.shape)
+    kinetic = np.asarray(system.ion_kinetic_energy(np.stack([0.0 * speed] * 2 + [speed], axis=-1)))
+    barrier = max(float(pass_barrier(system, start)), 0.0)
+    box = model.size * float(system.lattice.spacing)
+    checked = (durations * model.sound_speed() > box) & (kinetic > barrier)
+    if not np.any(checked):
+        return
+    v, slowest = speed[checked], speed[checked] * np.sqrt(1.0 - barrier / kinetic[checked])
+    # in chunks of _ECHO_CHUNK speeds (the last padded with its last speed): every call shares one
+    # compiled pair of mode sums, whatever the number of speeds checked
+    both = np.concatenate([v, slowest])
+    chunks = np.resize(both, -(-both.size // _ECHO_CHUNK) * _ECHO_CHUNK)
+    chunks[both.size :] = both[-1]
+    parts = [finite_box_change(system, chunk, start, model.size) for chunk in chunks.reshape(-1, _ECHO_CHUNK)]
+    relative, in_box, infinite = (np.concatenate(x)[: both.size].reshape(2, -1) for x in zip(*parts))
+    pick = np.argmax(np.abs(np.nan_to_num(relative, nan=np.inf)), axis=0)
+    relative, change = (np.take_along_axis(x, pick[None], 0)[0] for x in (relative, in_box - infinite))
+    resolved = np.abs(change) > RESOLVED_ULPS * np.finfo(float).eps * kinetic[checked]
+    beyond = resolved & ~(np.abs(relative) <= box_tol)
+    if not np.any(beyond):
+        return
+    worst = int(np.argmax(np.where(beyond, np.abs(np.nan_to_num(relative, nan=np.inf)), -1.0)))
+    warnings.warn(
+        f"sound crossing the periodic box of {model.size} cells returns to the sites while the ion still "
+        f"interacts with them: the box changes the single-pass loss by {relative[worst]:+.2%} at v = {v[worst]:.3g} "
+        f"(second-order estimate against the infinite lattice, at v and at the slowest speed on the path, "
+        f"{slowest[worst]:.3g}; finite_box_change), beyond box_tol={box_tol:g} at {int(np.sum(beyond))} of "
+        f"{speed.size} speeds (v = {', '.join(f'{x:.3g}' for x in v[beyond])}). A larger box reduces it; "
+        f"{_holding_size(model, float(np.max(durations[checked][beyond])))}. box_tol=None silences this check.",
+        FiniteBoxWarning,
+        stacklevel=3,
+    )
+
+
 def _check_step(model, solver, dt, position=None, velocity=None, duration=0.0):
     """ValueError when ``dt`` exceeds the solver's stability bound for the lattice's highest frequency
     and, given a concrete start, for the lattice with the ion-site forces met along the straight path
-    (:func:`jaxion.simulation.require_step`). Skipped for traced parameters."""
+    (:func:`jaxion.run_checks.require_step`). Skipped for traced parameters."""
     if not _checks.is_concrete(model.system):
         return
     bound = _stability_limit(solver)
@@ -454,14 +755,13 @@ def _check_step(model, solver, dt, position=None, velocity=None, duration=0.0):
         require_step(model.system, position, velocity, duration, dt, bound, f"solver={solver!r}", omega)
 
 
-def check_step(system, position, velocity, t1, *, stop_z=None, size=32, dt=1e-3, solver="tsit5", rtol=None, atol=None,
-               dtype=jnp.float64, **_):
-    """The step checks of :func:`simulate` for a (concrete) start, without running: ``single_pass``
-    calls it once with its fastest speed before vectorising over the speeds."""
+def check_step(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3, solver="tsit5", rtol=None,
+               atol=None, dtype=jnp.float64, **_):
+    """The step checks of :func:`simulate` for a (concrete) start, without running."""
     if rtol is None and atol is None and solver in SOLVERS:
         _checks.require_positive("dt", dt)
-        _check_step(FullLattice(system, size, dtype), solver, float(dt), position, velocity,
-                    run_duration(position, velocity, t1, stop_z))
+        lattice = FullDynamics.build(system, t1, size=size, dt=dt, solver=solver, dtype=dtype).lattice
+        _check_step(lattice, solver, float(dt), position, velocity, run_duration(position, velocity, t1, stop_z))
 
 
 def simulate(
@@ -471,7 +771,7 @@ def simulate(
     t1,
     *,
     stop_z=None,
-    size=32,
+    size=None,
     dt=1e-3,
     solver="tsit5",
     n_save=200,
@@ -480,15 +780,20 @@ def simulate(
     progress=False,
     save_sites=False,
     dtype=jnp.float64,
+    box_tol=BOX_TOL,
 ):
-    """Integrate the ion and the whole periodic lattice (framework initially at rest).
+    """Integrate the ion and the whole periodic lattice (framework initially at rest):
+    :meth:`FullDynamics.build`, then :func:`jaxion.dynamics.run_from` with ``CrossedPlane(stop_z)``.
 
     Args:
         system: the :class:`~jaxion.System`.
         position, velocity: ``(3,)`` initial ion state (vmappable).
         t1: duration in periods (concrete).
         stop_z: end the run when ``sigma_z >= stop_z`` (checked after each step).
-        size: ``L`` masses per lattice axis (``L`` for a chain, ``L^3`` for a cubic lattice).
+        size: ``L`` masses per lattice axis of the periodic box (``L`` for a chain, ``L^3`` for a
+            cubic lattice), or ``None`` (default) for the infinite lattice: the box that no sound
+            crosses and returns through within ``t1`` (:func:`infinite_lattice_size`; ``ValueError``
+            beyond ``MAX_INFINITE_MASSES``).
         dt: time step (periods); fixed unless ``rtol``/``atol`` are given (then the first step).
         solver: one of ``SOLVERS``: "tsit5", "dopri5", "dopri8", "verlet", "symplectic"
             (Blanes-Moan order 4; recommended for large lattices at dt ~ 0.01-0.02 for the
@@ -499,79 +804,26 @@ def simulate(
         progress: show diffrax's tqdm progress meter.
         save_sites: also save the interacting sites' displacements ``(T, S, 3)``.
         dtype: precision of the state and times, ``jnp.float64`` or ``jnp.float32`` (module docstring).
+        box_tol: ``None`` silences the returning-sound warning; ``single_pass`` uses it as the
+            tolerance of its estimate (:func:`check_sound_return`).
 
     Returns:
-        :class:`~jaxion.simulation.Trajectory` with ``T = n_save`` saved times; ``ts`` is ``inf``
+        :class:`~jaxion.trajectory.Trajectory` with ``T = n_save`` saved times; ``ts`` is ``inf``
         past an early stop. ``energy`` is the conserved total, so its spread is the drift.
 
     Raises:
         ValueError: bad arguments; ``dt`` beyond the solver's stability bound for the lattice's
             highest frequency, with the ion-site curvature met along the straight path
             (:func:`check_step`); a box too small for the interacting sites. Warns when sound has
-            time to cross the box and return.
+            time to cross the box and return (:func:`_check_box`).
     """
-    model = FullLattice(system, size, dtype)
+    dynamics = FullDynamics.build(system, t1, size=size, dt=dt, solver=solver, rtol=rtol, atol=atol, dtype=dtype,
+                                  save_sites=save_sites, box_tol=box_tol)
     position = jnp.asarray(position, jnp.float64)
     velocity = jnp.asarray(velocity, jnp.float64)
-    _checks.require_shape("position", position, (3,))
-    _checks.require_shape("velocity", velocity, (3,))
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    _checks.require_run_length(t1, dt)
     _checks.require_integer("n_save", n_save, low=1)
-    adaptive = rtol is not None or atol is not None
-    if adaptive and (rtol is None or atol is None):
-        raise ValueError("give both rtol and atol for adaptive stepping, or neither for a fixed step dt")
-    if adaptive and solver not in _TABLEAUX:
-        raise ValueError(f"adaptive stepping (rtol/atol) needs a Runge-Kutta solver {tuple(_TABLEAUX)}, got {solver!r}")
-    t1, dt = float(t1), float(dt)
-    _check_box(model, t1, position, velocity, stop_z)
-    if not adaptive:
-        _check_step(model, solver, dt, position, velocity, run_duration(position, velocity, t1, stop_z))
-
-    n_steps = max(1, int(math.ceil(t1 / dt * (1.0 - 1e-12))))
-    if adaptive:
-        controller, max_steps = diffrax.PIDController(rtol=rtol, atol=atol), max(16 * n_steps, 10_000)
-        save_times = jnp.linspace(0.0, t1, n_save, dtype=model.dtype)
-    else:
-        t1 = n_steps * dt
-        # A power of two: a bound only (no memory is reserved without reverse-mode AD), and runs
-        # of similar length then share one compiled solve.
-        controller, max_steps = diffrax.ConstantStepSize(), 1 << n_steps.bit_length()
-        save_times = jnp.asarray(np.round(np.linspace(0.0, n_steps, n_save)) * dt, model.dtype)
-
-    observe = _Observe(model, save_sites)
-    save = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=save_times, fn=observe), diffrax.SubSaveAt(t1=True, fn=observe)])
-    event = None
-    if stop_z is not None:
-        event = diffrax.Event(_Passed(jnp.asarray(stop_z, jnp.float64)))
-    method = make_solver(solver)
-    solution = diffrax.diffeqsolve(
-        model.terms(),
-        method,
-        # diffrax promotes the state to the dtype of the times: float32 storage needs float32 times
-        jnp.asarray(0.0, model.dtype),
-        jnp.asarray(t1, model.dtype),
-        jnp.asarray(dt, model.dtype),
-        model.initial_state(position, velocity),
-        saveat=save,
-        stepsize_controller=controller,
-        event=event,
-        max_steps=max_steps,
-        progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
-    )
-    saved, final = solution.ys
-    return Trajectory(
-        ts=solution.ts[0],
-        position=saved["position"],
-        velocity=saved["velocity"],
-        energy=saved["energy"],
-        t_final=solution.ts[1][-1],
-        position_final=final["position"][-1],
-        velocity_final=final["velocity"][-1],
-        energy_final=final["energy"][-1],
-        site_displacement=saved.get("sites"),
-    )
+    stop = None if stop_z is None else CrossedPlane(stop_z)
+    return run_from(dynamics, position, velocity, t1, saveat=n_save, stop=stop, progress=progress)
 
 
 @eqx.filter_custom_vjp

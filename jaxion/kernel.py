@@ -1,141 +1,57 @@
-"""The harmonic lattice integrated out exactly: memory kernels and their convolution (``method="kernel"``).
+"""The harmonic lattice integrated out exactly: the ion and its sites with a memory kernel (``method="kernel"``).
 
 With the framework harmonic and initially at rest, and the ion touching only the sites ``S``,
 Eq. 4 (``rho'' = -4 pi^2 W rho + 4 pi^2 F / m`` with ``F = -grad_rho Phi``) is solved by the
-retarded Green's function, and the interacting sites obey exactly
+retarded Green's function (:mod:`jaxion.memory`), and the interacting sites obey exactly
 
     rho_S(tau)  = integral_0^tau K(tau - s) F_S(s) ds,      F_S = -grad_rho_S Phi(rho_S, sigma)
-    rho_S'(tau) = integral_0^tau K'(tau - s) F_S(s) ds       (K(0) = 0)
-    K_ab(tau)   = (4 pi^2 / m) (1/N) sum_q cos(q.(n_a - n_b)) sum_u eta_u eta_u^T sin(2 pi omega_u tau) / (2 pi omega_u)
+    rho_S'(tau) = integral_0^tau K'(tau - s) F_S(s) ds       (K(0) = 0, K'(0) = (4 pi^2 / m) delta_ab I)
 
-(translation modes included: ``sin(2 pi omega tau) / (2 pi omega) -> tau``; ``K'(0) = 4 pi^2 / m``
-``delta_ab I``). The ion obeys Eq. 3, ``sigma'' = (4 pi^2 / mu) f``, ``f = -grad_sigma Phi(rho_S, sigma)``,
-fully non-linear in ``rho_S``. Nothing is linearised: the result equals the full simulation of
-the same lattice up to discretisation error, at a cost independent of ``L``.
-
-Kernel (:func:`memory_kernel`). ``K`` and ``K'`` are tabulated once on the time grid by the mode
-sum, per distinct site separation ``d = n_a - n_b`` (``K(d) = K(-d)``, a symmetric 3x3 block). The
-branch sum is a function of the dynamical matrix (whose eigenvalues are ``omega_u^2``; ``D`` includes ``1/m``):
-
-    sum_u eta_u eta_u^T sin(2 pi omega_u t) / (2 pi omega_u) = s_t(D(q)),
-    s_t(lambda) = sin(2 pi sqrt(lambda) t) / (2 pi sqrt(lambda)),
-
-and ``c_t(lambda) = cos(2 pi sqrt(lambda) t)`` for ``K'``; both are entire in ``lambda`` (``s_t(0) = t``: the
-translation modes need no special case). On ``[0, lambda_b]``, ``lambda_b = 1.01 max_q lambda_max(D(q))``
-(:func:`spectral_bound`), they are expanded in Chebyshev polynomials of ``X(q) = 2 D(q) / lambda_b - 1``
-(:func:`mode_sum`):
-
-    K(t; d) = (4 pi^2 / m) sum_{j<p} s_j(t) mu_j(d),   mu_j(d) = sum_q w_q cos(q.d) T_j(X(q))   (c_j for K').
-
-The moments ``mu_j`` come from ``T_{j+1} = 2 X T_j - T_{j-1}`` on batched symmetric 3x3 blocks (a
-``lax.scan`` over ``j`` per chunk of ``q``); no eigenvectors. The coefficients are those of interpolation at
-the ``p`` Chebyshev nodes ``lambda_k`` (a DCT of ``s_t(lambda_k)``), so instead of a DCT per time the
-transform is applied once to the moments, ``nu_k = sum_j (eps_j / p) cos(j theta_k) mu_j``, and
-``K(t_n) = sum_k s_{t_n}(lambda_k) nu_k`` is one matrix product over the nodes (:func:`chebyshev_nodes`).
-By Jacobi-Anger the coefficients are Bessel functions ``J_2j(a)``, ``a = 2 pi sqrt(lambda_b) t``, which fall
-super-exponentially once ``2 j > a``: the degree is the smallest multiple of 16 with ``2 |J_2p(a)| <= 1e-16``
-at ``t1`` (:func:`chebyshev_degree`; ``p ~ a / 2 + 6 a^(1/3)``, 1024 for ``omega_max = 10``, ``t1 = 30``;
-32 fewer terms err by 1e-9). Cost: ``#q p (42 + 12 D)`` flops for the moments plus ``24 D T p`` for the
-nodal sums, against ``108 D #q T`` (plus sine tables) for the eigenvector sum it replaced, and
-``p ~ pi omega_max t1`` is ``pi omega_max dt`` times ``T = t1 / dt`` (1/30 at dt = 1e-3 for omega_max = 10,
-the Fig. 6 lattice). Measured on 2 shared CPU cores, the Fig. 6 kernel (8 sites, dt = 1e-3, t1 = 30,
-p = 1024): L = 32 (16 388 wave vectors after the ``q -> -q`` halving) 4 s against 195 s for the
-eigenvector sum; L = 100 (500 004 wave vectors) 7-10 s (``benchmarks/bench_kernel.py``).
-Accuracy (rounding, amplified by the phases ``2 pi omega t`` up to ~1900): 2e-14 of ``max|K|`` from the
-eigenvector sum at L = 32 to t1 = 30, 5e-14 at L = 6 to t1 = 20 (tests), and 1e-13 from a 30-digit mode sum
-at L = 4 to t1 = 30 (the eigenvector sum: 1e-14 to 1e-13). Being polynomial in ``D(q)``, the kernel is
-differentiable in the springs, confinement and mass by plain autodiff, also where branches are degenerate
-(eigenvector derivatives are not); the interval and degree are numbers read from the lattice's values
-(no derivative flows through them: the expansion holds on any interval containing the spectrum), so the
-kernel is built outside ``jax.jit`` / ``jax.vmap``, and reverse mode keeps one chunk's ``p`` steps at a
-time (checkpointed). The wave vectors:
-
-* finite periodic ``L^dim`` lattice (``size=L``): the exact sum over the FFT grid of ``q``
-  (``brillouin.periodic_grid``, weights ``1/N``);
-* infinite lattice (``size=None``): the same sum with the Gamma-centred pyramid rule
-  (``brillouin.pyramid_rule``) in place of ``1/N``. By Poisson summation a uniform grid of size
-  ``L`` is the kernel of the periodic lattice, i.e. the infinite kernel plus images that arrive at
-  ``tau ~ L / v_max`` (``v_max = 2 pi sqrt(kappa_max) ~ 31`` cells per period for k1 = 15, k2 = 5);
-  the Gauss rule has no images but must resolve the phase ``2 pi omega tau``: measured, the rule
-  ``(n_radial, 0.75 n_radial)`` is converged (1e-9 of ``K'(0)``) up to ``tau ~ n_radial / (8 omega_max)``.
-  Both routes cost ~ ``(v_max t1)^dim`` wave vectors, so a chain is converged to any ``t1`` in
-  milliseconds (default resolution chosen from ``t1``), while a 3D kernel converged to ``t1 = 30``
-  would need ~1e10 wave vectors: ``boundary="quadrature"`` refuses it (``ValueError``) and the
-  default ``boundary="auto"`` builds the absorbing-box kernel below instead; an explicit
-  ``resolution`` is accepted with a warning naming its horizon (check with :func:`kernel_horizon`).
-  Both rules are halved with ``K(q) = K(-q)``.
-* infinite lattice from an absorbing box (``boundary=AbsorbingBoundary(...)``, the default for
-  ``size=None`` where the pyramid rule would be too large): ``K`` is the real-time impulse response
-  (``rho'(0) = (4 pi^2 / m) e_j`` on one source site, three polarisations vmapped; by translation
-  invariance one source gives every separation) of a periodic ``box^dim`` lattice
-  (:meth:`jaxion.full.FullLattice.spring_force`) whose masses within ``layer`` cells of the faces
-  feel a friction ``-gamma(n) rho'`` rising quadratically to ``damping``. Time integration: the
-  Taylor polynomial of ``exp(h M)`` for the linear system ``y' = M y`` (``||h M|| <= 2.5``, degree
-  ~22 at ``tol = 1e-14``: exact to rounding, ~9 stencils per unit of ``2 pi omega_max h``) with
-  dense output at the table's times from the same Taylor terms (a ``lax.scan``). Until a signal
-  returns from the layer the result is the infinite lattice's to rounding (measured 3e-14 against
-  the L = 30 mode sum; the lattice's precursors run ahead of the fastest group velocity, so the
-  1e-10 level is reached at ~0.5 of the straight echo time :meth:`AbsorbingBoundary.exact_until`).
-  Afterwards its error is the layer's residual reflection: for the Fig. 6 sites on SimpleCubic(15, 5)
-  against the image-free L = 80 mode sum up to tau = 1.5, max ``|K - K_exact| / max|K|`` is 9.2e-4 at
-  the default ``box=40, layer=14, damping=12`` (1.0e-3 at damping 15, 1.3e-3 at 25, 1.5e-3 at 8;
-  1.7e-3 for box 32, layer 10). The error is dominated by frequencies below ~1 per period, whose
-  wavelengths (>= 30 cells) exceed the layer (spectrum of the error / spectrum of ``K``: 7e-3 below
-  1 per period, 3e-3 at 1-3, 1e-3 above); a steeper (cubic) ramp or stronger damping moves error
-  from high to low frequencies. To tau = 30 the default and ``box=48, layer=18`` differ by 1.2e-3
-  of ``max|K|`` (4.5e-4 after tau = 15); the Fig. 6 trajectories they give differ by at most 0.016
-  in ``z`` and 2e-3 in the energy ratio per cycle (notebook ``fig6_infinite.py``). Cost ~
-  ``box^3 t1``: 157 s for tau = 30 at the default box on 2 CPU cores (285 s when they are shared).
+The ion obeys Eq. 3, ``sigma'' = (4 pi^2 / mu) f``, ``f = -grad_sigma Phi(rho_S, sigma)``, fully
+non-linear in ``rho_S``. Nothing is linearised: the result equals the full simulation of the same
+lattice up to discretisation error, at a cost independent of ``L``. The kernel ``K``, ``K'`` is a
+:class:`~jaxion.memory.MemoryKernel` (built by :func:`~jaxion.memory.memory_kernel`, for a periodic
+``L^dim`` lattice or the infinite one); this module is the description that integrates with it,
+:class:`KernelDynamics`, and its protocol :func:`simulate`.
 
 Convolution quadrature. Every memory integral ``integral_0^{t_n} g(s) ds`` (for the sites
 ``g = K(t_n - s) F(s)``, for the ion ``g = (t_n - s) f(s)``, for the velocities ``K'`` and ``1``)
-uses the same weights ``w_{n,m}``: trapezoid with Gregory end corrections of order ``order``
-(default 8, error ``O(dt^8)`` for smooth ``g``; steps ``order - 1 .. 2 order - 4`` use the rule closest
-to unit weights exact to the same degree). The first ``order - 1`` steps integrate the interpolant
-through all of them (implicit; solved by 8 fixed-point passes on the forces, each gaining a factor
-~ ``(2 pi omega_max dt)^2``): a low-order start would limit the global error to ``O(dt^4)``.
-Because ``K(0) = 0`` and ``(t_n - s) = 0`` at ``s = t_n``, positions at step ``n`` need the forces
-only up to ``n - 1``: the scheme is explicit, then the forces at ``n``
-give the velocities (``K'(0) != 0``) and the energy. The history sum splits into a Toeplitz part
-``sum_{m<n} K_{n-m} F_m`` plus end corrections. The Toeplitz part is computed by the doubling
-block scheme of Hairer, Lubich and Schlichte: within a block of ``block`` steps directly, and
+uses the same weights ``w_{n,m}`` (:func:`quadrature_tables`): trapezoid with Gregory end corrections
+of order ``order`` (default 8, error ``O(dt^8)`` for smooth ``g``; steps ``order - 1 .. 2 order - 4`` use
+the rule closest to unit weights exact to the same degree). The first ``order - 1`` steps integrate
+the interpolant through all of them (implicit, :func:`startup_weights`; solved by 8 fixed-point passes
+on the forces, each gaining a factor ~ ``(2 pi omega_max dt)^2``): a low-order start would limit the
+global error to ``O(dt^4)``. Because ``K(0) = 0`` and ``(t_n - s) = 0`` at ``s = t_n``, positions at
+step ``n`` need the forces only up to ``n - 1``: the scheme is explicit, then the forces at ``n`` give
+the velocities (``K'(0) != 0``) and the energy.
+
+History sum. The Toeplitz part ``sum_{m<n} K_{n-m} F_m`` (plus end corrections) is computed by the
+doubling block scheme of Hairer, Lubich and Schlichte: within a block of ``block`` steps directly, and
 each time a block completes, the last ``s = block 2^j`` forces (``2^j`` the largest power of two
-dividing the block count) are convolved by FFT with ``K[0:2s]`` into the next ``s`` outputs, so
-the total cost is ``O(n log^2 n)`` instead of ``O(n^2)`` (``block=None`` is the direct sum) It is
-written as a recursion over segments of ``block 2^l`` steps (blocks padded to a power of two; the
-padding is skipped), each a ``lax.scan`` over its two halves that convolves the first half's forces
-into the second, so every array a block touches is the size of its segment.
-A sum of exponentials (SOE, ``K ~ sum_k a_k exp(s_k t)``, ``Re s_k <= 0``, poles shared by all
-components, one recursion per pole pair and step) was measured against this scheme in
-``benchmarks/bench_history.py`` (8 sites). A Hankel-rank bound shows that any SOE fitting a
-periodic-lattice kernel on ``[0, t1]`` to 1e-4 - 1e-8 of ``max|K|`` needs at least ~0.4 ``omega_max t1``
-recursions (121-133 for L = 16 at t1 = 30, independent of L; the fits found need ~1.3 ``omega_max t1``),
-and the infinite-lattice kernel (absorbing box) at least 59 / 92 at 1e-6 / 1e-8 (t1 = 30), still growing
-with t1. One recursion costs ~0.5-0.9 us per step on CPU against 15-30 us per step for a doubling-FFT
-history sum at n = 1e3 - 3e4 (the benchmark's own segment-recursive implementation; this module's
-``_integrate`` uses the same layout, so a block touches no ``O(n)`` state: the whole ``simulate`` step,
-forces and quadrature included, costs 57-62 us flat for n = 1e3 - 3e4 on the Fig. 6 system, against
-77, 56 and 116 us at n = 1e3, 1e4, 3e4 when the pending FFT outputs lived in one length-2n array that ``lax.switch``
-copied at every block), so the SOE only breaks even
-at ~25-40 recursions: it is >= 2.7x slower for periodic lattices (7.6x with the fits found) and
->= 1.5-2.2x slower for the 3D infinite lattice at 1e-6 - 1e-8. It could pay off only for decaying
-kernels at low accuracy (infinite chain at 1e-4: 32 recursions, break-even), while the FFT scheme is
-exact to rounding at any length and needs no fit.
+dividing the block count) are convolved by FFT with ``K[0:2s]`` into the next ``s`` outputs, so the
+total cost is ``O(n log^2 n)`` instead of ``O(n^2)`` (``block=None`` is the direct sum). It is written
+as a recursion over segments of ``block 2^l`` steps (blocks padded to a power of two; the padding is
+skipped), each a ``lax.scan`` over its two halves that convolves the first half's forces into the
+second, so every array a block touches is the size of its segment (no ``O(n)`` state per block). A
+sum-of-exponentials history was measured against it and is slower for these kernels
+(``docs/benchmarks.md``, "Kernel method").
 
 The energy ``E = mu |sigma'|^2 / 8 pi^2 + Phi(rho_S, sigma) + W``, with ``W = integral F_S . rho_S'``
 the work done on the framework (its energy), is conserved to the quadrature's accuracy.
 
 Why a hand-written loop and not diffrax: the right-hand side at each step depends on the whole
 force history (a memory integral with a tabulated kernel), which diffrax's ODE state and step
-control do not express; the loop is a ``lax.scan`` (reverse-differentiable, vmappable, jit-able).
-The stop at ``stop_z`` freezes the state at the end of the first step with ``sigma_z >= stop_z``
-(as the full method's event does); later saves have ``ts = inf`` and the frozen state, and whole
-blocks after the stop are skipped (``lax.cond``; under ``vmap`` both branches run).
+control do not express; the loop is a ``lax.scan`` (reverse-differentiable, vmappable, jit-able), and
+:meth:`KernelDynamics.integrate` implements the interface's ``integrate`` with it. A stop object
+(:class:`~jaxion.dynamics.AbstractStop`) is evaluated on the ion's state at every step point and
+freezes the state at the first where it holds (as the diffrax descriptions' event does); later saves
+have ``ts = inf`` and the frozen state, and whole blocks after the stop are skipped (``lax.cond``;
+under ``vmap`` both branches run).
 """
 
 import functools
 import math
-import warnings
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -144,10 +60,30 @@ import numpy as np
 import scipy.special
 
 from . import _checks
-from .brillouin import periodic_grid, pyramid_rule
-from .simulation import STEPS_PER_RANGE, Trajectory, require_step, run_duration
-
-FOUR_PI2 = 4.0 * math.pi**2
+from .dynamics import AbstractDynamics, CrossedPlane, run
+# The framework's response lives in jaxion.memory; its public names stay importable from here.
+from .memory import (  # noqa: F401
+    FOUR_PI2,
+    AbsorbingBoundary,
+    KernelCache,
+    MemoryKernel,
+    absorbing_response,
+    brillouin_rule,
+    chebyshev_degree,
+    chebyshev_nodes,
+    highest_frequency,
+    kernel_horizon,
+    kernel_horizon_estimate,
+    max_group_velocity,
+    memory_kernel,
+    mode_sum,
+    spectral_bound,
+    taylor_degree,
+)
+from .memory import _half_rule  # noqa: F401  (benchmarks/bench_kernel.py)
+from .run_checks import STEPS_PER_RANGE, require_step, run_duration
+from .system import System
+from .trajectory import Trajectory
 
 
 # ----------------------------------------------------------------------------- quadrature weights
@@ -156,9 +92,7 @@ FOUR_PI2 = 4.0 * math.pi**2
 def _gregory_corrections(n_corr):
     """End corrections ``c_j`` (``j < n_corr``) of Gregory's rule: ``integral_0^N g ~ sum_m g(m) +
     sum_j c_j (g(j) + g(N - j))`` exact for polynomials of degree ``< n_corr`` (Euler-Maclaurin)."""
-    from scipy.special import bernoulli
-
-    b = bernoulli(n_corr + 1)
+    b = scipy.special.bernoulli(n_corr + 1)
     rhs = np.array([-0.5 if d == 0 else (b[d + 1] / (d + 1) if d % 2 else 0.0) for d in range(n_corr)])
     vandermonde = np.array([[float(j) ** d if (j or d) else 1.0 for j in range(n_corr)] for d in range(n_corr)])
     return np.linalg.solve(vandermonde, rhs)
@@ -216,562 +150,223 @@ def quadrature_tables(order):
     return lower, upper, diagonal
 
 
-# ----------------------------------------------------------------------------- memory kernel
+# ----------------------------------------------------------------------------- the description
 
 
-class MemoryKernel(eqx.Module):
-    """Tabulated site-block retarded Green's function and its derivative.
+class KernelState(eqx.Module):
+    """The instantaneous state of the ion and its sites (the history lives in the integration).
 
     Attributes:
-        values: ``(T, 2, D, 3, 3)``: ``K(t_n; d)`` and ``K'(t_n; d)`` at ``t_n = n dt`` for the ``D``
-            distinct site separations ``d`` (``K(-d) = K(d)``).
-        pairs: static ``S x S`` tuple: index into ``D`` of the separation ``n_a - n_b``.
-        dt: static time step of the table.
-        size: static ``L`` of the periodic lattice, or ``None`` (infinite).
+        position, velocity: ``(3,)`` the ion's ``sigma``, ``sigma'``.
+        sites, site_velocity: ``(S, 3)`` the sites' ``rho_S``, ``rho_S'``.
+        work: ``W = integral F_S . rho_S'``, the energy given to the framework.
     """
 
-    values: jax.Array
-    pairs: tuple = eqx.field(static=True)
+    position: jax.Array
+    velocity: jax.Array
+    sites: jax.Array
+    site_velocity: jax.Array
+    work: jax.Array
+
+
+def _energy(system, sigma, sigma_dot, rho, work):
+    """``E = mu |sigma'|^2 / 8 pi^2 + Phi(rho_S, sigma) + W`` (module docstring)."""
+    return system.ion_kinetic_energy(sigma_dot) + system.interaction(rho, sigma) + work
+
+
+def _require_kernel_step(system, position, velocity, duration, dt):
+    """:func:`check_step` for a run of ``duration`` periods."""
+    _checks.require_positive("dt", dt)
+    if not _checks.is_concrete(system):
+        return
+    require_step(system, position, velocity, duration, float(dt), 1.0, "the kernel method",
+                 highest_frequency(system.lattice), STEPS_PER_RANGE)
+
+
+def _step_count(t1, dt):
+    """Steps of at most ``dt`` in ``t1`` (a step a hair above ``dt`` by rounding counts as ``dt``)."""
+    return max(1, int(math.ceil(float(t1) / float(dt) * (1.0 - 1e-12))))
+
+
+class KernelDynamics(AbstractDynamics):
+    """The ion and its interacting sites with the lattice integrated out into a memory kernel.
+
+    Attributes:
+        system: the :class:`~jaxion.System`.
+        kernel: the :class:`~jaxion.memory.MemoryKernel` of the system's sites, tabulated at ``dt``
+            for at least the run's steps + 1 times.
+        dt: static time step (periods); runs are whole numbers of steps.
+        order: static convolution-quadrature order (2..10; Gregory rule with ``order - 1`` end corrections).
+        block: static steps per block of the fast history sum, or ``None`` for the direct ``O(n^2)`` sum.
+        save_sites: static; also save the sites' displacements ``(T, S, 3)``.
+
+    The state is a :class:`KernelState`; a run starts with the framework at rest (the kernel's
+    history starts at ``t = 0``). Build with :meth:`build` (which tabulates the kernel) or directly
+    with a precomputed kernel. ``default_cache`` (a class attribute) is the :class:`~jaxion.memory.KernelCache`
+    that :meth:`build` and :func:`simulate` use unless given another (or ``cache=None``): repeated runs
+    of one system, step and duration share one kernel.
+    """
+
+    system: System
+    kernel: MemoryKernel
     dt: float = eqx.field(static=True)
-    size: int | None = eqx.field(static=True)
+    order: int = eqx.field(static=True, default=8)
+    block: int | None = eqx.field(static=True, default=64)
+    save_sites: bool = eqx.field(static=True, default=False)
 
-    @property
-    def n_times(self):
-        return self.values.shape[0]
-
-    def blocks(self):
-        """``K`` and ``K'`` as full site blocks ``(T, 2, S, S, 3, 3)``."""
-        return self.values[:, :, np.array(self.pairs)]
-
-
-def _separations(cells):
-    """Distinct separations up to sign and the ``(S, S)`` index of each pair."""
-    cells = np.asarray(cells, dtype=int)
-    diff = (cells[:, None, :] - cells[None, :, :]).reshape(-1, cells.shape[1])
-    canon = np.array([max(tuple(d), tuple(-d)) for d in diff]).reshape(diff.shape)
-    unique, index = np.unique(canon, axis=0, return_inverse=True)
-    return unique, index.reshape(len(cells), len(cells))
-
-
-# A symmetric 3x3 block as its 6 independent entries, and the (i, j) -> entry map.
-_PACKED = ((0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2))
-_PACKED_INDEX = np.array([[0, 3, 4], [3, 1, 5], [4, 5, 2]])
-# The Chebyshev interval is [0, (1 + margin) max_q lambda_max(D(q))]: every D(q) lies strictly inside.
-_SPECTRAL_MARGIN = 1e-2
-# Coefficients beyond the degree are below this fraction of the functions' maxima (chebyshev_degree).
-_TRUNCATION = 1e-16
-# Degrees are rounded up to a multiple of this: a few spare terms, and similar lattices share one compiled scan.
-_DEGREE_STEP = 16
-_MOMENT_CHUNK = 2048  # wave vectors per call of the moment recurrence
-_TIME_CHUNK = 4096  # times per block of the nodal sums (memory ~ 2 _TIME_CHUNK p numbers)
-
-
-def _numeric(value, what):
-    """``value`` as a NumPy array without its derivative (under ``jax.grad`` / ``jax.jvp`` outside
-    ``jax.jit`` the primal is concrete); ``ValueError`` when ``jax.jit`` or ``jax.vmap`` traces it."""
-    value = jax.lax.stop_gradient(value)
-    if not _checks.is_concrete(value):
-        raise ValueError(
-            f"the memory kernel needs {what} as a number to size its expansion: build the kernel outside "
-            "jax.jit and jax.vmap (jax.grad and jax.jvp of it are fine), or pass a precomputed kernel"
-        )
-    return np.asarray(value, dtype=float)
-
-
-_dynamical_matrices = jax.jit(lambda lattice, q: lattice.dynamical_matrix(q))
-
-
-def spectral_bound(lattice, q):
-    """Upper end ``lambda_b = (1 + 1e-2) max_p lambda_max(D(q_p))`` of the Chebyshev interval for the wave
-    vectors ``q (P, dim)``: a number (no derivative flows through it; any interval containing the spectrum
-    gives the same matrix function)."""
-    matrices = _dynamical_matrices(jax.lax.stop_gradient(lattice), jnp.asarray(q))
-    return (1.0 + _SPECTRAL_MARGIN) * float(np.max(np.linalg.eigvalsh(_numeric(matrices, "the lattice's spectrum"))))
-
-
-def chebyshev_degree(bound, t1, tol=_TRUNCATION):
-    """Degree ``p`` of the expansion on ``[0, bound]`` valid up to ``t1``.
-
-    With ``lambda = bound (1 + x) / 2`` and ``x = cos 2 phi``, ``sqrt(lambda) = sqrt(bound) cos phi``, and the
-    Jacobi-Anger expansion gives the coefficients in closed form (``a = 2 pi sqrt(bound) t``):
-
-        c_t = J_0(a) + 2 sum_j (-1)^j J_2j(a) T_j(x),
-        s_t = integral_0^t c
-            = (2 / (2 pi sqrt(bound))) [sum_m J_(2m+1)(a) + 2 sum_j (-1)^j sum_m J_(2j+2m+1)(a) T_j(x)].
-
-    Once ``2 j > a`` they fall super-exponentially (after an Airy-type transition ~ ``a^(1/3)`` wide) and
-    grow with ``t``, so ``t1`` is the worst time; relative to the functions' maxima (1 for ``c``, ``t`` for
-    ``s``) those of ``s`` are the smaller ones. ``p`` is the smallest multiple of 16 beyond ``a / 2`` with
-    ``2 |J_2p(a)| <= tol`` at ``t1`` (``p ~ a / 2 + 6 a^(1/3)`` at ``tol = 1e-16``): the truncation error is
-    below rounding.
-    """
-    reach = 2.0 * math.pi * math.sqrt(bound) * float(t1)
-    orders = np.arange(0.0, reach + 16.0 * reach ** (1.0 / 3.0) + 64.0, 2.0)  # the fall is long past at the end
-    small = (orders > reach) & (2.0 * np.abs(scipy.special.jv(orders, reach)) <= tol)
-    degree = int(orders[small][0]) // 2
-    return -(-max(degree, 1) // _DEGREE_STEP) * _DEGREE_STEP
-
-
-def chebyshev_nodes(bound, degree):
-    """The ``p = degree`` Chebyshev nodes on ``[0, bound]`` and the map from moments to nodal weights.
-
-    ``x_k = cos theta_k``, ``theta_k = pi (k + 1/2) / p``, ``lambda_k = bound (1 + x_k) / 2``. Interpolating
-    ``f`` at the nodes (``f_j = (eps_j / p) sum_k f(lambda_k) cos(j theta_k)``, a type-II DCT; ``eps_0 = 1``,
-    ``eps_j = 2``) turns ``sum_j f_j mu_j`` into ``sum_k f(lambda_k) nu_k`` with
-    ``nu_k = sum_j (eps_j / p) cos(j theta_k) mu_j``.
-
-    Returns:
-        ``omega_k = sqrt(lambda_k) = sqrt(bound) cos(theta_k / 2) (p,)`` (all positive) and the ``(p, p)``
-        matrix ``eps_j cos(j theta_k) / p``.
-    """
-    theta = np.pi * (np.arange(degree) + 0.5) / degree
-    frequency = math.sqrt(bound) * np.cos(0.5 * theta)  # sqrt(bound (1 + cos theta) / 2), exact near lambda = 0
-    # j theta_k = pi j (2k + 1) / 2p reduced mod 2 pi in integers: cos of large arguments would lose ~ p eps
-    turns = np.outer(2 * np.arange(degree) + 1, np.arange(degree)) % (4 * degree)
-    weight = np.where(np.arange(degree) == 0, 1.0, 2.0) / degree
-    return frequency, np.cos(np.pi * turns / (2 * degree)) * weight
-
-
-def _symmetric_product(a, b):
-    """``a b`` for commuting symmetric 3x3 blocks stored as 6 entries ``(6, ...)`` (the product is symmetric)."""
-    return jnp.stack([sum(a[_PACKED_INDEX[i, k]] * b[_PACKED_INDEX[k, j]] for k in range(3)) for i, j in _PACKED])
-
-
-@functools.partial(jax.jit, static_argnames=("degree", "unroll"))
-def _chebyshev_moments(lattice, separations, q, weights, bound, degree, unroll):
-    """Moments ``mu_j(d) = sum_p w_p cos(q_p.d) T_j(X_p)``, ``X_p = 2 D(q_p) / bound - 1``, ``j < degree``, for
-    ``q (c, dim)``, ``weights (c,)``, ``separations (D, dim)``: ``(degree, 6, D)`` (packed 3x3 entries).
-
-    ``T_{j+1} = 2 X T_j - T_{j-1}`` (``T_{-1} = X``, ``T_0 = 1``) in a ``lax.scan`` (``unroll`` steps per
-    iteration); checkpointed, so reverse mode keeps only one chunk's ``degree`` steps of ``(6, c)`` blocks at
-    a time."""
-    identity = jnp.asarray([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])[:, None]
-    phases = weights[:, None] * jnp.cos(q @ separations.T)  # (c, D)
-
-    @jax.checkpoint
-    def recurrence(lattice):
-        matrices = lattice.dynamical_matrix(q)
-        scaled = jnp.stack([matrices[:, i, j] for i, j in _PACKED]) * (2.0 / bound) - identity  # (6, c)
-
-        def step(carry, _):
-            previous, current = carry
-            return (current, 2.0 * _symmetric_product(scaled, current) - previous), current @ phases
-
-        first = (scaled, jnp.broadcast_to(identity, scaled.shape))
-        return jax.lax.scan(step, first, None, length=degree, unroll=unroll)[1]
-
-    return recurrence(lattice)
-
-
-@functools.partial(jax.jit, static_argnames=("n_times",))
-def _nodal_sums(mass, moments, to_nodes, frequency, times, n_times):
-    """``(4 pi^2 / m) sum_k [s_t, c_t](lambda_k) nu_k`` at ``times (B, c)`` (blocks of ``c``) from the moments
-    ``(p, 6, D)``, with ``nu = to_nodes @ mu`` and node frequencies ``omega_k (p,)``: the first ``n_times``
-    rows of ``(B c, 2, D, 3, 3)``. Each block is checkpointed (reverse mode recomputes its ``(c, p)`` tables)."""
-    degree, _, n_sep = moments.shape
-    nodal = to_nodes @ moments.reshape(degree, -1)  # (p, 6 D)
-
-    @jax.checkpoint
-    def block(t):
-        phase = 2.0 * jnp.pi * t[:, None] * frequency[None, :]
-        return jnp.stack([(jnp.sin(phase) / (2.0 * jnp.pi * frequency)) @ nodal, jnp.cos(phase) @ nodal], axis=1)
-
-    table = jax.lax.map(block, times).reshape(-1, 2, 6, n_sep)[:n_times].swapaxes(2, 3)  # (T, 2, D, 6)
-    return FOUR_PI2 / mass * table[..., _PACKED_INDEX]
-
-
-def mode_sum(lattice, separations, q, weights, dt, n_times, chunk=None):
-    """``K`` and ``K'`` on ``t_n = n dt`` (``n < n_times``) by the weighted mode sum over ``q``, as a
-    Chebyshev expansion in the dynamical matrix (module docstring):
-
-        K(t; d)  = (4 pi^2 / m) sum_p w_p cos(q_p.d) s_t(D(q_p)) = (4 pi^2 / m) sum_k s_t(lambda_k) nu_k(d),
-        K'(t; d) = (4 pi^2 / m) sum_k c_t(lambda_k) nu_k(d),
-
-    ``s_t(lambda) = sin(2 pi sqrt(lambda) t) / (2 pi sqrt(lambda))``, ``c_t = cos(2 pi sqrt(lambda) t)``, with the
-    moments ``mu_j(d)`` of :func:`_chebyshev_moments` mapped to nodal weights ``nu_k(d)`` by
-    :func:`chebyshev_nodes` at the degree of :func:`chebyshev_degree` (:func:`_nodal_sums`). No
-    eigenvectors: differentiable in the lattice's parameters. The wave vectors are processed in chunks of
-    ``chunk`` by one compiled function (a host loop, outside any solve), the times in blocks of 4096.
-
-    Args:
-        lattice: the framework; separations ``(D, dim)`` integer; ``q (P, dim)``, ``weights (P,)``.
-
-    Returns:
-        ``(n_times, 2, D, 3, 3)``.
-    """
-    separations = jnp.asarray(np.asarray(separations, dtype=float))
-    bound = spectral_bound(lattice, q)
-    degree = chebyshev_degree(bound, (n_times - 1) * float(dt))
-    chunk = min(_MOMENT_CHUNK if chunk is None else int(chunk), len(q))
-    n_pad = -len(q) % chunk
-    q = np.concatenate([np.asarray(q, float), np.zeros((n_pad, q.shape[1]))])
-    weights = np.concatenate([np.asarray(weights, float), np.zeros(n_pad)])
-    # unrolling 4 steps speeds the recurrence up by ~25 %, but doubles the compile time of its derivative
-    unroll = 4 if _checks.is_concrete(lattice) else 1
-    moments = sum(_chebyshev_moments(lattice, separations, jnp.asarray(q[s : s + chunk]),
-                                     jnp.asarray(weights[s : s + chunk]), bound, degree, unroll)
-                  for s in range(0, len(q), chunk))
-    frequency, to_nodes = chebyshev_nodes(bound, degree)
-    steps = min(_TIME_CHUNK, n_times)
-    times = np.arange(-(-n_times // steps) * steps).reshape(-1, steps) * float(dt)
-    return _nodal_sums(lattice.mass, moments, jnp.asarray(to_nodes), jnp.asarray(frequency), jnp.asarray(times),
-                       n_times)
-
-
-def _half_rule(q, weights, size):
-    """Use ``K(q) = K(-q)`` (real, inversion-symmetric ``D``): keep one of each pair ``q, -q`` with
-    twice the weight (self-conjugate points keep theirs)."""
-    if size is None:  # pyramid rule: -q lies in the opposite pyramid; keep the +axis pyramids
-        dominant = np.take_along_axis(q, np.argmax(np.abs(q), axis=1)[:, None], axis=1)[:, 0]
-        keep = dominant > 0
-        return q[keep], 2.0 * weights[keep]
-    cells = np.rint(q * size / (2.0 * np.pi)).astype(int) % size
-    shape = (size,) * q.shape[1]
-    index = np.ravel_multi_index(tuple(cells.T), shape)
-    partner = np.ravel_multi_index(tuple((-cells % size).T), shape)
-    keep = index <= partner
-    return q[keep], np.where(index[keep] == partner[keep], 1.0, 2.0) * weights[keep]
-
-
-# Measured (tests, module docstring): the pyramid rule (n_radial, n_face = 0.75 n_radial) gives the
-# infinite kernel to ~1e-9 of K'(0) up to tau ~ n_radial / (8 omega_max).
-_HORIZON_POINTS = 8.0
-# Largest automatic pyramid rule (points after the q -> -q halving) for a 3D infinite kernel.
-_MAX_AUTO_POINTS = 5_000_000
-
-
-def highest_frequency(lattice):
-    """``omega_max`` of the framework (on an 8^dim grid, which contains the zone boundary)."""
-    return float(np.max(_numeric(lattice.frequencies(periodic_grid(8, lattice.dim)), "the lattice's spectrum")))
-
-
-def kernel_horizon_estimate(lattice, resolution):
-    """Time (periods) up to which the pyramid rule ``resolution`` resolves the infinite kernel:
-    ``n_radial / (8 omega_max)`` (measured; confirm with :func:`kernel_horizon`)."""
-    return float(resolution[0]) / (_HORIZON_POINTS * highest_frequency(lattice))
-
-
-def _automatic_resolution(lattice, t1):
-    """Default pyramid rule ``(n_radial, n_face)``: horizon 25 % beyond ``t1``."""
-    n_radial = int(math.ceil(1.25 * _HORIZON_POINTS * highest_frequency(lattice) * float(t1))) + 16
-    return n_radial, int(math.ceil(0.75 * n_radial))
-
-
-def _automatic_points(lattice, t1):
-    """Wave vectors of the default pyramid rule (before halving)."""
-    n_radial, n_face = _automatic_resolution(lattice, t1)
-    return 3 * n_radial * n_face**2 if lattice.dim == 3 else n_radial
-
-
-def brillouin_rule(lattice, size=None, resolution=None, t1=None):
-    """``(q, weights)`` of the kernel's mode sum: the periodic grid (weights ``1/N``) or, for
-    ``size=None``, the pyramid rule with ``resolution = (n_radial, n_face)``; by default chosen so
-    that its horizon ``n_radial / (8 omega_max)`` exceeds ``t1`` by 25 % (``ValueError`` when that
-    would be a 3D rule of more than 5e6 points: pass ``resolution`` and accept its horizon, or a
-    periodic ``size`` at least ``v_max t1`` cells wide)."""
-    if size is not None:
-        q = periodic_grid(int(size), lattice.dim)
-        return q, np.full(len(q), 1.0 / len(q))
-    if resolution is None:
-        n_radial, n_face = _automatic_resolution(lattice, t1)
-        points = _automatic_points(lattice, t1)
-        if points > _MAX_AUTO_POINTS:
-            raise ValueError(
-                f"an infinite-lattice kernel converged to t1={t1:g} needs a pyramid rule of about "
-                f"({n_radial}, {n_face}) = {points:.2g} wave vectors; pass resolution=(n_radial, n_face) "
-                "explicitly (converged up to tau ~ n_radial / (8 omega_max), see kernel_horizon) or use a "
-                "periodic size L (image-free up to tau ~ L / v_max)"
-            )
-        resolution = (n_radial, n_face)
-    elif float(t1) > kernel_horizon_estimate(lattice, resolution):
-        warnings.warn(
-            f"the pyramid rule {tuple(resolution)} resolves the infinite-lattice kernel only up to tau ~ "
-            f"{kernel_horizon_estimate(lattice, resolution):.3g} < t1 = {float(t1):g}; later kernel values "
-            "carry quadrature (aliasing) errors",
-            stacklevel=3,
-        )
-    n_radial, n_face = resolution
-    return pyramid_rule(lattice.dim, int(n_radial), int(n_face))
-
-
-# ----------------------------------------------------------------------------- absorbing boundary
-
-
-class AbsorbingBoundary(eqx.Module):
-    """Infinite-lattice kernel from the impulse response of a finite box with a damping layer.
-
-    Attributes (all static):
-        box: ``L``, cells per axis of the (periodic) box; the source sits near its centre.
-        layer: ``w``, cells per face over which the friction rises from 0 to ``damping``.
-        damping: ``gamma_max`` (per period) of the friction ``-gamma(n) rho'`` in the layer,
-            ``gamma(n) = gamma_max sum_axes clip((|n_i - c_i| - (L/2 - w)) / w, 0, 1)^2``.
-        tol: truncation error per step of the Taylor propagator (relative).
-    """
-
-    box: int = eqx.field(static=True, default=40)
-    layer: int = eqx.field(static=True, default=14)
-    damping: float = eqx.field(static=True, default=12.0)
-    tol: float = eqx.field(static=True, default=1e-14)
+    default_cache: ClassVar[KernelCache] = KernelCache()
 
     def __check_init__(self):
-        _checks.require_integer("AbsorbingBoundary box", self.box, low=3)
-        _checks.require_integer("AbsorbingBoundary layer", self.layer, low=1)
-        if 2 * self.layer >= self.box:
-            raise ValueError(f"AbsorbingBoundary layer={self.layer} leaves no interior in box={self.box} "
-                             "(need 2 layer < box)")
-        _checks.require_positive("AbsorbingBoundary damping", self.damping)
-        if not 0.0 < float(self.tol) < 1e-3:
-            raise ValueError(f"AbsorbingBoundary tol must be in (0, 1e-3), got {self.tol!r}")
-
-    def damping_profile(self, dim):
-        """``gamma(n)`` on the box, ``(L,) * dim`` NumPy array (zero in the interior)."""
-        distance = np.abs(np.arange(self.box) - self.box // 2)
-        ramp = np.clip((distance - (self.box / 2.0 - self.layer)) / self.layer, 0.0, 1.0) ** 2
-        grids = np.meshgrid(*[ramp] * dim, indexing="ij")
-        return float(self.damping) * sum(grids)
-
-    def source(self, separations):
-        """Cell of the unit impulse: the box centre shifted so that the recorded cells (source +
-        separations) are centred; ``ValueError`` when they reach the layer."""
-        reach = np.concatenate([np.zeros((1, separations.shape[1]), int), separations])
-        shift = -((reach.min(0) + reach.max(0)) // 2)
-        cells = reach + shift
-        interior = self.box / 2.0 - self.layer
-        if np.max(np.abs(cells)) >= interior:
+        if not isinstance(self.system, System):
+            raise ValueError(f"system must be a jaxion System, got {type(self.system).__name__}")
+        if not isinstance(self.kernel, MemoryKernel):
             raise ValueError(
-                f"the sites span {np.ptp(reach, axis=0).tolist()} cells, which does not fit in the undamped interior "
-                f"(|n - centre| < box/2 - layer = {interior:g}) of AbsorbingBoundary(box={self.box}, "
-                f"layer={self.layer}): increase box"
+                f"kernel must be a MemoryKernel (jaxion.memory.memory_kernel), got {type(self.kernel).__name__}"
             )
-        return self.box // 2 + shift
+        _checks.require_positive("dt", self.dt)
+        _checks.require_integer("order", self.order, low=2, high=10)
+        if self.block is not None:
+            _checks.require_integer("block (or None)", self.block, low=1)
+        if abs(self.kernel.dt - self.dt) > 1e-12 * self.dt:
+            raise ValueError(f"kernel was tabulated with dt={self.kernel.dt}; this description steps dt={self.dt}")
+        if len(self.kernel.pairs) != len(self.system.sites):
+            raise ValueError(f"kernel is for {len(self.kernel.pairs)} sites, the system has {len(self.system.sites)}")
 
-    def exact_until(self, lattice, separations):
-        """Arrival of the first straight echo: from the source to the layer's inner edge and back to
-        the nearest recorded cell at the fastest group velocity, ``(d_in + d_back) / v_group_max``
-        periods (``separations (D, dim)``). The lattice's precursors run ahead of it: measured, the
-        response equals the infinite lattice's to 1e-10 of ``K'(0)`` up to ~0.5-0.75 of this time."""
-        cells = self.source(separations) - self.box // 2 + np.concatenate(
-            [np.zeros((1, separations.shape[1]), int), separations])  # source first, relative to the centre
-        interior = self.box / 2.0 - self.layer
-        # via the face at sign * interior on axis i: (interior - sign s_i) + (interior - sign r_i)
-        path = min(2.0 * interior - sign * cells[0, i] - np.max(sign * cells[:, i])
-                   for i in range(cells.shape[1]) for sign in (1, -1))
-        return float(path / max_group_velocity(lattice))
+    @classmethod
+    def build(cls, system, t1, *, dt=1e-3, size=None, order=8, block=64, resolution=None, boundary="auto",
+              save_sites=False, kernel=None, cache="default"):
+        """The description for runs of up to ``t1`` periods: the step is ``dt`` rounded down so that
+        ``t1`` is a whole number of steps, and the kernel is tabulated to ``t1`` (or ``kernel`` checked).
 
-
-def max_group_velocity(lattice, points=24):
-    """Largest group velocity ``2 pi |grad_q omega|`` over the zone (cells per period), from
-    automatic derivatives on a shifted ``points^dim`` grid (shifted off the degenerate points)."""
-    q = periodic_grid(points, lattice.dim) + 0.37 * np.pi / points
-    gradient = jax.vmap(jax.jacfwd(lattice.frequencies))(jnp.asarray(q))  # (P, 3, dim)
-    return float(2.0 * np.pi * np.max(np.linalg.norm(np.asarray(gradient), axis=-1)))
-
-
-def taylor_degree(x, tol):
-    """Smallest ``p`` with ``x^(p+1) / (p+1)! < tol``: the Taylor polynomial of ``exp(h M)`` of
-    degree ``p`` then errs by less than ``tol`` per step for ``||h M|| <= x``."""
-    p, term = 0, x
-    while term >= tol:
-        p += 1
-        term *= x / (p + 1)
-    return p
-
-
-# ||h M|| per Taylor step: degree 22 at tol = 1e-14, i.e. ~9 stencils per unit of ||h M|| (larger steps need
-# fewer per unit, ~e for large x, but their terms x^k / k! grow to ~e^x / sqrt(x) and amplify rounding).
-_TAYLOR_REACH = 2.5
-
-
-def absorbing_response(lattice, separations, dt, n_times, boundary):
-    """``K``, ``K'`` ``(n_times, 2, D, 3, 3)`` from the impulse response of an absorbing box.
-
-    The box (periodic ``L^dim``, :meth:`~jaxion.full.FullLattice.spring_force`) starts at rest
-    with a unit impulse ``rho'(0) = (4 pi^2 / m) e_j`` on the source for the three polarisations
-    ``j`` (vmapped) and obeys ``rho'' = -4 pi^2 W rho - gamma(n) rho'``; the displacement and
-    velocity at ``source + d`` give ``K_ij(t; d)`` and ``K'_ij(t; d)``. The linear system
-    ``y' = M y`` is advanced by the Taylor polynomial of ``exp(h M)`` of degree ``p``
-    (:func:`taylor_degree`, ``||h M|| <= 2.5`` with ``||M|| ~ max(2 pi omega_max, gamma_max)``),
-    whose terms also give the dense output ``y(t + s h) = sum_k s^k (h M)^k y / k!`` at the
-    table's times inside the step (``h = m dt``), or ``h = dt / k`` sub-steps when ``dt`` is large.
-    """
-    from .full import FullLattice  # full imports this package's simulation module
-    from .potentials import Gaussian
-    from .system import System
-
-    dim = lattice.dim
-    model = FullLattice(System(lattice, Gaussian(0.0, 1.0), sites=[(0,) * dim]), boundary.box)
-    source = boundary.source(separations)
-    rate = max(2.0 * math.pi * highest_frequency(lattice), float(boundary.damping))
-    per_sample = dt * rate
-    if per_sample <= _TAYLOR_REACH:
-        samples, substeps = max(1, int(_TAYLOR_REACH // per_sample)), 1
-    else:
-        samples, substeps = 1, int(math.ceil(per_sample / _TAYLOR_REACH))
-    h = dt * samples / substeps
-    degree = taylor_degree(h * rate, float(boundary.tol))
-    n_outer = -(-n_times // samples)
-    gamma = jnp.asarray(boundary.damping_profile(dim))
-    recorded = tuple(map(tuple, (source + separations).T.tolist()))  # per axis: the D recorded cells
-    powers = jnp.asarray((np.arange(samples) / samples)[:, None] ** np.arange(degree + 1)[None, :])
-    values = _absorbing_scan(model, gamma, recorded, tuple(int(c) for c in source), powers, float(h), degree,
-                             substeps, n_outer)
-    return values[:n_times]
-
-
-@functools.partial(jax.jit, static_argnames=("recorded", "source", "h", "degree", "substeps", "n_outer"))
-def _absorbing_scan(model, gamma, recorded, source, powers, h, degree, substeps, n_outer):
-    """Taylor-propagate the three impulse responses; returns ``(n_outer * samples, 2, D, 3, 3)``."""
-    lattice = model.system.lattice
-    scale = FOUR_PI2 / lattice.mass
-    springs = jax.vmap(lambda rho: model.spring_force(rho, scale=scale))
-    shape = (3, 3) + gamma.shape  # (polarisation, component, box...)
-    at_sites = (slice(None), slice(None)) + tuple(np.asarray(axis) for axis in recorded)
-
-    def field(y):
-        rho, v = y
-        return v, springs(rho) - gamma * v
-
-    def taylor_step(y, record):
-        """``y(t + h)``; with ``record``, also the ``(samples, 2, D, 3, 3)`` dense output."""
-
-        def term(carry, k):
-            current, total, dense = carry
-            current = jax.tree_util.tree_map(lambda x: (h / k) * x, field(current))
-            total = jax.tree_util.tree_map(jnp.add, total, current)
-            if record:
-                sites = jnp.stack([current[0][at_sites], current[1][at_sites]])  # (2, pol, comp, D)
-                dense = dense + powers[:, k][:, None, None, None, None] * sites
-            return (current, total, dense), None
-
-        dense = jnp.zeros((powers.shape[0], 2, 3, 3, len(recorded[0])))
-        if record:
-            dense = dense + jnp.stack([y[0][at_sites], y[1][at_sites]])[None]
-        (_, total, dense), _ = jax.lax.scan(term, (y, y, dense), jnp.arange(1, degree + 1))
-        return total, dense
-
-    def outer(y, _):
-        y, dense = taylor_step(y, True)
-        y = jax.lax.fori_loop(0, substeps - 1, lambda i, y: taylor_step(y, False)[0], y)
-        return y, dense
-
-    rho = jnp.zeros(shape)
-    velocity = jnp.zeros(shape)
-    for j in range(3):
-        velocity = velocity.at[(j, j) + source].set(scale)
-    _, dense = jax.lax.scan(outer, (rho, velocity), None, length=n_outer)
-    # (n_outer, samples, 2, pol j, comp i, D) -> (T, 2, D, i, j)
-    dense = dense.reshape((-1,) + dense.shape[2:])
-    return jnp.transpose(dense, (0, 1, 4, 3, 2))
-
-
-_CACHE = {}
-_CACHE_SIZE = 8
-
-
-def _cache_key(lattice, cells, size, dt, n_times, resolution, boundary):
-    if not _checks.is_concrete(lattice):
-        return None
-    leaves = tuple(np.asarray(x).tobytes() for x in jax.tree_util.tree_leaves(lattice))
-    structure = jax.tree_util.tree_structure(lattice)
-    return (structure, leaves, np.asarray(cells).tobytes(), np.asarray(cells).shape, size, float(dt), n_times,
-            None if resolution is None else tuple(resolution), boundary)
-
-
-def _choose_boundary(lattice, size, resolution, t1, boundary):
-    """``None`` (mode sum) or the :class:`AbsorbingBoundary` that builds the kernel."""
-    if isinstance(boundary, AbsorbingBoundary):
-        chosen = boundary
-    elif boundary == "absorbing":
-        chosen = AbsorbingBoundary()
-    elif boundary == "quadrature":
-        chosen = None
-    elif boundary == "auto":
-        automatic = size is None and resolution is None
-        chosen = AbsorbingBoundary() if automatic and _automatic_points(lattice, t1) > _MAX_AUTO_POINTS else None
-    else:
-        raise ValueError(
-            f"boundary must be 'auto', 'quadrature', 'absorbing' or an AbsorbingBoundary, got {boundary!r}"
-        )
-    if chosen is not None and (size is not None or resolution is not None):
-        raise ValueError("an absorbing-boundary kernel is for the infinite lattice: pass size=None and no resolution")
-    return chosen
-
-
-def memory_kernel(lattice, cells, dt, t1, size=None, resolution=None, chunk=None, boundary="auto"):
-    """Tabulate ``K`` and ``K'`` between the sites ``cells (S, dim)`` on ``t_n = n dt``, ``0 <= t_n <= t1``.
-
-    Args:
-        lattice: the framework.
-        cells: ``(S, dim)`` integer site cells (e.g. ``system.site_cells``).
-        dt, t1: time step and horizon (concrete).
-        size: ``L`` for a periodic ``L^dim`` lattice (exact mode sum), ``None`` for the infinite lattice.
-        resolution: ``(n_radial, n_face)`` of the infinite lattice's pyramid rule (default: converged
-            to ``t1``, see :func:`brillouin_rule`).
-        chunk: wave vectors per call of the moment recurrence (default 2048; memory ~ ``chunk (30 + D)``
-            numbers, under reverse-mode differentiation ``12 chunk p`` for the degree ``p``).
-        boundary: how the infinite lattice's kernel is built (``size=None``): ``"quadrature"`` (the
-            pyramid rule), ``"absorbing"`` (:class:`AbsorbingBoundary` defaults) or an
-            :class:`AbsorbingBoundary` (impulse response of a box with a damping layer,
-            :func:`absorbing_response`), or ``"auto"``: the pyramid rule unless its default
-            resolution for ``t1`` would exceed 5e6 wave vectors (3D beyond tau ~ 1.5), then
-            ``AbsorbingBoundary()``.
-
-    Returns:
-        :class:`MemoryKernel`; cached (up to 8) on the lattice's values, sites, size, boundary and time grid.
-        Differentiable in the lattice's parameters (``jax.grad``, ``jax.jvp``) outside ``jax.jit``: the
-        mode sum's Chebyshev interval and degree are read from the lattice's values, so a lattice traced by
-        ``jax.jit`` or ``jax.vmap`` raises ``ValueError`` (a concrete one is fine inside ``jax.jit``).
-    """
-    _checks.require_positive("dt", dt)
-    _checks.require_positive("t1", t1)
-    if size is not None and (isinstance(size, bool) or int(size) != size or size < 3):
-        raise ValueError(f"size must be an integer >= 3 (periodic lattice) or None (infinite), got {size!r}")
-    cells = np.asarray(cells, dtype=int)
-    _checks.require_shape("cells", cells, (None, lattice.dim))
-    if size is not None and len({tuple(c) for c in np.mod(cells, int(size))}) != len(cells):
-        raise ValueError(f"sites {cells.tolist()} fall on the same mass modulo size={size}: the box must be larger")
-    n_times = int(math.floor(float(t1) / float(dt) * (1.0 + 1e-12))) + 1
-    absorbing = _choose_boundary(lattice, size, resolution, (n_times - 1) * float(dt), boundary)
-    key = _cache_key(lattice, cells, size, dt, n_times, resolution, absorbing)
-    if key is not None and key in _CACHE:
-        return _CACHE[key]
-    separations, pairs = _separations(cells)
-    with jax.ensure_compile_time_eval():  # a concrete lattice gives a concrete (cacheable) table, even under jit
-        if absorbing is not None:
-            values = absorbing_response(lattice, separations, float(dt), n_times, absorbing)
+        Args:
+            system: the :class:`~jaxion.System`.
+            t1: longest run (periods, concrete).
+            dt: largest time step (periods).
+            size: ``L`` of the periodic lattice, or ``None`` for the infinite lattice.
+            order, block, save_sites: as the attributes.
+            resolution: ``(n_radial, n_face)`` of the infinite lattice's Brillouin-zone rule.
+            boundary: how the infinite lattice's kernel is built (:func:`~jaxion.memory.memory_kernel`):
+                ``"auto"``, ``"quadrature"``, ``"absorbing"`` or an :class:`~jaxion.memory.AbsorbingBoundary`.
+            kernel: a precomputed :class:`~jaxion.memory.MemoryKernel` for this system's sites and step.
+            cache: the :class:`~jaxion.memory.KernelCache` that keeps the kernel, ``"default"`` for
+                ``KernelDynamics.default_cache``, or ``None`` (built afresh).
+        """
+        if isinstance(cache, str) and cache == "default":
+            cache = cls.default_cache
+        _checks.require_run_length(t1, dt)
+        _checks.require_integer("order", order, low=2, high=10)
+        if block is not None:
+            _checks.require_integer("block (or None)", block, low=1)
+        n_steps = _step_count(t1, dt)
+        h = float(t1) / n_steps
+        if kernel is None:
+            kernel = memory_kernel(system.lattice, system.site_cells, h, n_steps * h, size, resolution,
+                                   boundary=boundary, cache=cache)
         else:
-            q, weights = _half_rule(*brillouin_rule(lattice, size, resolution, (n_times - 1) * float(dt)), size)
-            values = mode_sum(lattice, separations, q, weights, float(dt), n_times, chunk)
-    kernel = MemoryKernel(values=values, pairs=tuple(map(tuple, pairs.tolist())), dt=float(dt),
-                          size=None if size is None else int(size))
-    if key is not None:
-        if len(_CACHE) >= _CACHE_SIZE:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = kernel
-    return kernel
+            if not isinstance(kernel, MemoryKernel):
+                raise ValueError(
+                    f"kernel must be a MemoryKernel (jaxion.kernel.memory_kernel), got {type(kernel).__name__}"
+                )
+            if abs(kernel.dt - h) > 1e-12 * h or kernel.n_times < n_steps + 1:
+                raise ValueError(
+                    f"kernel was tabulated with dt={kernel.dt} for {kernel.n_times} times; this run needs dt={h} "
+                    f"for {n_steps + 1} times"
+                )
+        return cls(system=system, kernel=kernel, dt=h, order=order, block=block, save_sites=save_sites)
+
+    @classmethod
+    def precheck(cls, system, position, velocity, duration, *, dt=1e-3, **options):
+        """:func:`check_step` before :meth:`build` tabulates a kernel (a run of straight-path
+        ``duration`` periods at the step ``dt``; the other options are not needed)."""
+        _require_kernel_step(system, position, velocity, duration, dt)
+
+    def initial_state(self, position, velocity, key=None):
+        """The ion at ``position (3,)`` moving at ``velocity (3,)``, the framework at rest."""
+        position = jnp.asarray(position, jnp.float64)
+        velocity = jnp.asarray(velocity, jnp.float64)
+        _checks.require_shape("position", position, (3,))
+        _checks.require_shape("velocity", velocity, (3,))
+        sites = jnp.zeros((len(self.system.sites), 3))
+        return KernelState(position=position, velocity=velocity, sites=sites, site_velocity=sites,
+                           work=jnp.zeros(()))
+
+    def ion(self, state):
+        return state.position, state.velocity
+
+    def energy(self, state):
+        return _energy(self.system, state.position, state.velocity, state.sites, state.work)
+
+    def observe(self, t, state, args=None):
+        saved = super().observe(t, state, args)
+        return dict(saved, sites=state.sites) if self.save_sites else saved
+
+    def time_grid(self, t1, n_save):
+        """``t1`` rounded up to whole steps (within 1e-12), and ``n_save`` evenly spaced step points in it
+        (a NumPy array: concrete under ``jax.jit`` too)."""
+        n_steps = _step_count(t1, self.dt)
+        index = np.round(np.linspace(0.0, n_steps, n_save)).astype(int)
+        return n_steps * self.dt, index * self.dt
+
+    def check(self, position, velocity, duration):
+        """``ValueError`` when ``dt`` cannot follow the forces met (:func:`check_step`)."""
+        _require_kernel_step(self.system, position, velocity, duration, self.dt)
+
+    def integrate(self, state, t1, save_times, stop=None, key=None, progress=False):
+        """The Volterra scheme of the module docstring from ``state`` (the framework at rest) for the
+        ``t1 / dt`` steps; saves at the step points nearest to ``save_times``. ``key`` and ``progress``
+        are not used (no noise; the scan has no progress meter)."""
+        if _checks.is_concrete(state.sites, state.site_velocity, state.work) and (
+            np.any(np.asarray(state.sites)) or np.any(np.asarray(state.site_velocity)) or np.any(np.asarray(state.work))
+        ):
+            raise ValueError("a kernel run starts with the framework at rest: use initial_state(position, velocity)")
+        h = self.dt
+        n_steps = int(round(float(t1) / h))
+        if n_steps < 1 or abs(n_steps * h - float(t1)) > 1e-9 * float(t1):
+            raise ValueError(f"t1={t1} is not a whole number of steps dt={h} (run() rounds it: use run)")
+        if self.kernel.n_times < n_steps + 1:
+            raise ValueError(
+                f"kernel was tabulated with dt={self.kernel.dt} for {self.kernel.n_times} times; this run needs "
+                f"dt={h} for {n_steps + 1} times"
+            )
+        if not _checks.is_concrete(save_times):
+            raise ValueError("the kernel description saves at its step points: save_times must be concrete")
+        index = np.rint(np.asarray(save_times, dtype=float) / h).astype(int)
+        if index.ndim != 1 or np.any(index < 0) or np.any(index > n_steps):
+            raise ValueError(f"save_times must be a (T,) array of times in [0, t1={t1}]")
+        block = n_steps + 1 if self.block is None else int(self.block)
+        n_blocks = -(-(n_steps + 1) // block)
+        total = n_blocks * block
+        table = self.kernel.values[: n_steps + 1]
+        table = jnp.concatenate([table, jnp.zeros((2 * total - table.shape[0],) + table.shape[1:])])
+        onehot = jnp.asarray(np.eye(table.shape[2])[np.array(self.kernel.pairs)])  # (S, S, D): pair -> separation
+        outputs = _integrate(self.system, state.position, state.velocity, stop, table, onehot, h, n_steps,
+                             self.order, block, n_blocks)
+        ts_all, sigma, sigma_dot, rho, energy, final = outputs
+        t_final, position_final, velocity_final, energy_final, rho_final = final
+        past = ts_all[index] > t_final
+        freeze = lambda saved, last: jnp.where(past.reshape((-1,) + (1,) * (saved.ndim - 1)), last, saved)
+        return Trajectory(
+            ts=jnp.where(past, jnp.inf, ts_all[index]),
+            position=freeze(sigma[index], position_final),
+            velocity=freeze(sigma_dot[index], velocity_final),
+            energy=freeze(energy[index], energy_final),
+            t_final=t_final,
+            position_final=position_final,
+            velocity_final=velocity_final,
+            energy_final=energy_final,
+            site_displacement=freeze(rho[index], rho_final) if self.save_sites else None,
+        )
 
 
-def kernel_horizon(lattice, cells, dt, t1, resolution, finer=None, tol=1e-8):
-    """Time up to which the infinite-lattice kernel at ``resolution`` agrees with a finer rule.
-
-    Compares ``K`` from ``resolution`` and ``finer`` (default: both orders doubled) and returns the
-    first tabulated time where the difference exceeds ``tol * max|K|`` (``t1`` if none), and the
-    maximum difference.
-    """
-    finer = finer if finer is not None else tuple(2 * r for r in resolution)
-    a = memory_kernel(lattice, cells, dt, t1, None, resolution).values[:, 0]
-    b = memory_kernel(lattice, cells, dt, t1, None, finer).values[:, 0]
-    diff = np.max(np.abs(np.asarray(a - b)).reshape(a.shape[0], -1), axis=1)
-    bad = np.nonzero(diff > tol * float(np.max(np.abs(np.asarray(b)))))[0]
-    return (bad[0] * dt if len(bad) else float(t1)), float(np.max(diff))
-
-
-# ----------------------------------------------------------------------------- integration
+# ----------------------------------------------------------------------------- the protocol
 
 
 def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3, n_save=200, kernel=None,
-             order=8, block=64, resolution=None, boundary="auto", save_sites=False):
-    """Integrate the ion and its interacting sites with the lattice integrated out (module docstring).
+             order=8, block=64, resolution=None, boundary="auto", save_sites=False,
+             cache="default"):
+    """Integrate the ion and its interacting sites with the lattice integrated out (module docstring):
+    :func:`check_step` (before the kernel is tabulated), :meth:`KernelDynamics.build`, then
+    :func:`jaxion.dynamics.run` with ``CrossedPlane(stop_z)``.
 
     Args:
         system: the :class:`~jaxion.System`.
@@ -781,17 +376,19 @@ def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3,
         size: ``L`` of the periodic lattice, or ``None`` for the infinite lattice.
         dt: time step (periods); rounded so that ``t1`` is a whole number of steps.
         n_save: number of evenly spaced save times in ``[0, t1]`` (on the step grid).
-        kernel: a precomputed :class:`MemoryKernel` for this system's sites and step (else built
-            and cached by :func:`memory_kernel`).
+        kernel: a precomputed :class:`~jaxion.memory.MemoryKernel` for this system's sites and step
+            (else built by :func:`~jaxion.memory.memory_kernel` and kept in ``cache``).
         order: convolution-quadrature order (2..10; Gregory rule with ``order - 1`` end corrections).
         block: steps per block of the fast history sum, or ``None`` for the direct ``O(n^2)`` sum.
         resolution: ``(n_radial, n_face)`` of the infinite lattice's Brillouin-zone rule.
-        boundary: how the infinite lattice's kernel is built (:func:`memory_kernel`): ``"auto"``,
-            ``"quadrature"``, ``"absorbing"`` or an :class:`AbsorbingBoundary`.
+        boundary: how the infinite lattice's kernel is built (:func:`~jaxion.memory.memory_kernel`):
+            ``"auto"``, ``"quadrature"``, ``"absorbing"`` or an :class:`~jaxion.memory.AbsorbingBoundary`.
         save_sites: also save the sites' displacements ``(T, S, 3)``.
+        cache: the :class:`~jaxion.memory.KernelCache` that keeps built kernels, ``"default"`` for
+            ``KernelDynamics.default_cache`` (shared by all runs), or ``None`` to build afresh.
 
     Returns:
-        :class:`~jaxion.simulation.Trajectory`.
+        :class:`~jaxion.trajectory.Trajectory`.
 
     Raises:
         ValueError: bad options, or ``dt`` too large for the forces met (:func:`check_step`).
@@ -802,63 +399,25 @@ def simulate(system, position, velocity, t1, *, stop_z=None, size=None, dt=1e-3,
     check_step(system, position, velocity, t1, stop_z=stop_z, dt=dt)
     if block is not None:
         _checks.require_integer("block (or None)", block, low=1)
-    position = jnp.asarray(position, jnp.float64)
-    velocity = jnp.asarray(velocity, jnp.float64)
-    _checks.require_shape("position", position, (3,))
-    _checks.require_shape("velocity", velocity, (3,))
-    n_steps = max(1, int(math.ceil(float(t1) / float(dt) * (1.0 - 1e-12))))
-    h = float(t1) / n_steps
-    if kernel is None:
-        kernel = memory_kernel(system.lattice, system.site_cells, h, n_steps * h, size, resolution, boundary=boundary)
-    else:
-        if not isinstance(kernel, MemoryKernel):
-            raise ValueError(
-                f"kernel must be a MemoryKernel (jaxion.kernel.memory_kernel), got {type(kernel).__name__}"
-            )
-        if abs(kernel.dt - h) > 1e-12 * h or kernel.n_times < n_steps + 1:
-            raise ValueError(
-                f"kernel was tabulated with dt={kernel.dt} for {kernel.n_times} times; this run needs dt={h} "
-                f"for {n_steps + 1} times"
-            )
-        if len(kernel.pairs) != len(system.sites):
-            raise ValueError(f"kernel is for {len(kernel.pairs)} sites, the system has {len(system.sites)}")
-    block = n_steps + 1 if block is None else int(block)
-    n_blocks = -(-(n_steps + 1) // block)
-    total = n_blocks * block
-    table = kernel.values[: n_steps + 1]
-    table = jnp.concatenate([table, jnp.zeros((2 * total - table.shape[0],) + table.shape[1:])])
-    stop = jnp.asarray(jnp.inf if stop_z is None else stop_z, jnp.float64)
-    onehot = jnp.asarray(np.eye(table.shape[2])[np.array(kernel.pairs)])  # (S, S, D): pair -> separation
-    outputs = _integrate(system, position, velocity, stop, table, onehot, h, n_steps, order, block, n_blocks)
-    ts_all, sigma, sigma_dot, rho, energy, final = outputs
-    index = np.round(np.linspace(0.0, n_steps, n_save)).astype(int)
-    t_final, position_final, velocity_final, energy_final, rho_final = final
-    past = ts_all[index] > t_final
-    freeze = lambda saved, last: jnp.where(past.reshape((-1,) + (1,) * (saved.ndim - 1)), last, saved)
-    return Trajectory(
-        ts=jnp.where(past, jnp.inf, ts_all[index]),
-        position=freeze(sigma[index], position_final),
-        velocity=freeze(sigma_dot[index], velocity_final),
-        energy=freeze(energy[index], energy_final),
-        t_final=t_final,
-        position_final=position_final,
-        velocity_final=velocity_final,
-        energy_final=energy_final,
-        site_displacement=freeze(rho[index], rho_final) if save_sites else None,
-    )
+    dynamics = KernelDynamics.build(system, t1, dt=dt, size=size, order=order, block=block, resolution=resolution,
+                                    boundary=boundary, save_sites=save_sites, kernel=kernel, cache=cache)
+    stop = None if stop_z is None else CrossedPlane(stop_z)
+    return run(dynamics, dynamics.initial_state(position, velocity), t1, saveat=n_save, stop=stop)
 
 
 def check_step(system, position, velocity, t1, *, stop_z=None, dt=1e-3, **_):
     """For a concrete start, ``ValueError`` when ``dt`` cannot follow the forces met
-    (:func:`jaxion.simulation.require_step`): the startup's fixed-point iteration gains a factor
+    (:func:`jaxion.run_checks.require_step`): the startup's fixed-point iteration gains a factor
     ``(2 pi omega h)^2`` per pass, so it needs ``2 pi omega dt < 1`` with ``omega`` the lattice's
     highest frequency with the ion-site curvature; and ``STEPS_PER_RANGE`` steps per crossing of the
     potential's range resolve the force pulse."""
     _checks.require_positive("dt", dt)
     if not _checks.is_concrete(system):
         return
-    require_step(system, position, velocity, run_duration(position, velocity, t1, stop_z), float(dt), 1.0,
-                 "the kernel method", highest_frequency(system.lattice), STEPS_PER_RANGE)
+    KernelDynamics.precheck(system, position, velocity, run_duration(position, velocity, t1, stop_z), dt=dt)
+
+
+# ----------------------------------------------------------------------------- the Volterra scheme
 
 
 def _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum, iterations=8):
@@ -898,9 +457,19 @@ def _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum, i
     return dict(rho=rho[:, 0], sigma=sigma, sigma_dot=sigma_dot, rho_dot=rho_dot, work=h * (weights @ power))
 
 
+
 @functools.partial(jax.jit, static_argnames=("h", "n_steps", "order", "block", "n_blocks"))
 def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block, n_blocks):
-    """The explicit Volterra scheme of the module docstring; returns per-step arrays and the final state."""
+    """The explicit Volterra scheme of the module docstring from the ion's ``sigma0``, ``v0`` (the
+    framework at rest) for ``n_steps`` steps of ``h``, with the kernel ``table (2 total, 2, D, 3, 3)``
+    (zero-padded) and the pair map ``onehot (S, S, D)``; ``stop`` (a stop object or ``None``)
+    freezes the state at the first step point where ``stop(t, sigma, sigma')`` holds
+    (:class:`~jaxion.dynamics.AbstractStop`).
+
+    Returns:
+        ``(ts, sigma, sigma', rho, energy)`` per step (``total`` rows) and the final
+        ``(t, sigma, sigma', energy, rho)``.
+    """
     n_sites = onehot.shape[0]
     k = order - 1
     rows = 2 * k - 1
@@ -945,9 +514,10 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
         power = jnp.sum(force_sites * rho_dot)
         work = pick(h * (state["G"] + wd * power + dl @ state["start_power"] + du[1:] @ state["recent_power"][: k - 1]),
                     "work")
-        energy = system.ion_kinetic_energy(sigma_dot) + system.interaction(rho, sigma) + work
+        energy = _energy(system, sigma, sigma_dot, rho, work)
         first = (n < k) & (jnp.arange(k) == n)
-        crossed = (~state["stopped"]) & (sigma[2] >= stop) & (n <= n_steps)
+        hit = jnp.asarray(False) if stop is None else jnp.asarray(stop(t, sigma, sigma_dot))
+        crossed = (~state["stopped"]) & hit & (n <= n_steps)
         final = jax.tree_util.tree_map(
             lambda new, old: jnp.where(crossed, new, old), (t, sigma, sigma_dot, energy, rho), state["final"]
         )
@@ -1000,7 +570,7 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
             x = jnp.fft.rfft(forces, n=2 * half, axis=0)
             return jnp.fft.irfft(jnp.einsum("wcdxy,abd,wby->wcax", spectrum, onehot, x), n=2 * half, axis=0)[half:]
 
-        def run(state, far, j):
+        def halves_of(state, far, j):
             def body(carry, xs):
                 state, extra = carry
                 k, far_k = xs
@@ -1015,7 +585,7 @@ def _integrate(system, sigma0, v0, stop, table, onehot, h, n_steps, order, block
             merge = lambda a: a.reshape((2 * half,) + a.shape[2:])
             return state, merge(forces), jax.tree_util.tree_map(merge, out)
 
-        return run
+        return halves_of
 
     zeros3 = jnp.zeros(3)
     state = dict(

@@ -16,6 +16,7 @@ errs by O(Phi0^2), as much as no softening at all (4e-4); and on the Fig. 6 ion'
 Mass ``inf`` on an axis pins the ion there (zero acceleration).
 """
 
+import dataclasses
 import math
 
 import diffrax
@@ -26,15 +27,21 @@ import numpy as np
 
 from . import _checks
 from .dissipation import recoil_matrix
+from .dynamics import AbstractDiffraxDynamics, CrossedPlane, run, run_from
 from .full import runge_kutta_stability_limit
-from .simulation import STEPS_PER_RANGE, Trajectory, require_step, run_duration
+from .run_checks import STEPS_PER_RANGE, require_step, run_duration
 from .system import System
 
 SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
+# Step bound of an adaptive run (and of a fixed-step run of traced length): only a bound, no memory
+# is reserved without reverse-mode AD.
+_MAX_STEPS = 1 << 20
 
 
-class LocalDynamics(eqx.Module):
-    """The ion's time-local dynamics with its precomputed ingredients.
+class LocalDynamics(AbstractDiffraxDynamics):
+    """The ion's time-local dynamics (Eq. 26) with its precomputed ingredients and its solver.
+
+    The state is the flat phase-space point ``(sigma, sigma')`` ``(6,)``.
 
     Attributes:
         system: the :class:`~jaxion.System`.
@@ -44,8 +51,13 @@ class LocalDynamics(eqx.Module):
         c: softening coefficient in ``Phi_eff = Phi(0, sigma) - c g^T G g``.
         site_positions: ``(S, 3)`` equilibrium positions ``x_j`` of the interacting sites.
         acceleration_scale: ``(3,)`` ``4 pi^2 / mu`` per axis (zero on pinned axes).
+        solver_name: static, one of ``SOLVERS`` (explicit Runge-Kutta).
+        dt: fixed step (periods; a number, traced by the solve), or ``None`` for adaptive steps.
+        rtol, atol: static tolerances of the adaptive steps (PID controller).
+        max_steps: static step limit, or ``None`` (enough for ``t1 / dt``, or 2^20 adaptive steps).
 
-    The last two are loop invariants of the solve, stored so that each step does not rebuild them.
+    ``site_positions`` and ``acceleration_scale`` are loop invariants of the solve, stored so that
+    each step does not rebuild them.
     """
 
     system: System
@@ -54,14 +66,22 @@ class LocalDynamics(eqx.Module):
     c: jax.Array
     site_positions: jax.Array
     acceleration_scale: jax.Array
+    dt: float | None
+    solver_name: str = eqx.field(static=True)
+    rtol: float = eqx.field(static=True)
+    atol: float = eqx.field(static=True)
+    max_steps: int | None = eqx.field(static=True)
 
-    def __init__(self, system, *, c=0.5, drag=True, softening=True, size=None):
+    def __init__(self, system, *, c=0.5, drag=True, softening=True, size=None, solver="tsit5", dt=None, rtol=1e-8,
+                 atol=1e-10, max_steps=None):
         """Precompute ``G`` (infinite lattice if ``size`` is ``None``, else the periodic ``size^dim``
-        one) and ``M`` once; ``drag=False`` / ``softening=False`` leave each ingredient out."""
+        one) and ``M`` once; ``drag=False`` / ``softening=False`` leave each ingredient out. The
+        solver options are those of :func:`simulate`."""
         if not isinstance(system, System):
             raise ValueError(f"system must be a jaxion System, got {type(system).__name__}")
         if size is not None and (int(size) != size or size < 2):
             raise ValueError(f"size must be None (infinite lattice) or an integer >= 2, got {size!r}")
+        _check_steps(solver, dt, rtol, atol, max_steps)
         self.system = system
         # Stored as (S, 3, S, 3) ("a i, b j"), the order the force contracts it in.
         self.green = (jnp.transpose(system.lattice.green_function(system.site_cells, size=size), (0, 2, 1, 3))
@@ -70,6 +90,10 @@ class LocalDynamics(eqx.Module):
         self.c = jnp.asarray(c, dtype=float)
         self.site_positions = system.site_positions()
         self.acceleration_scale = 4.0 * jnp.pi**2 * system.inverse_mass
+        self.solver_name = solver
+        self.dt = None if dt is None else float(dt)  # concrete for the step count; the solve traces it
+        self.rtol, self.atol = float(rtol), float(atol)
+        self.max_steps = None if max_steps is None else int(max_steps)
 
     def __check_init__(self):
         _checks.require_finite("softening coefficient c", self.c)
@@ -129,7 +153,7 @@ class LocalDynamics(eqx.Module):
         """Power drained by the drag, ``sigma'^T H M H sigma'`` (scalar)."""
         return sigma_dot @ self.friction(sigma) @ sigma_dot
 
-    def energy(self, sigma, sigma_dot):
+    def ion_energy(self, sigma, sigma_dot):
         """Ion kinetic energy plus ``Phi_eff`` (decays at the rate :meth:`dissipation_rate`)."""
         return self.system.ion_kinetic_energy(sigma_dot) + self.effective_potential(sigma)
 
@@ -143,6 +167,95 @@ class LocalDynamics(eqx.Module):
         """:meth:`vector_field` on the flat state ``(sigma, sigma')`` ``(6,)``, the form the solve
         uses: one array instead of two halves the small operations of each Runge-Kutta stage."""
         return jnp.concatenate(self.vector_field(t, (state[:3], state[3:]), args))
+
+    # ---------------------------------------------------------------- the description's interface
+
+    def initial_state(self, position, velocity, key=None):
+        """The flat phase-space point ``(sigma, sigma')`` ``(6,)``, float64 (``key`` unused: no noise)."""
+        return jnp.concatenate([jnp.asarray(position, dtype=float), jnp.asarray(velocity, dtype=float)])
+
+    def ion(self, state):
+        return state[:3], state[3:]
+
+    def energy(self, state):
+        """:meth:`ion_energy` of the flat state ``(6,)``."""
+        return self.ion_energy(state[:3], state[3:])
+
+    def observe(self, t, state, args=None):
+        """The ion's position and velocity; the energy is added by :meth:`complete`."""
+        return dict(position=state[:3], velocity=state[3:])
+
+    def complete(self, ts, saved):
+        """The energies of the saved states, vectorised after the run (``inf`` where not reached): the
+        energy costs about a force evaluation, cheaper in one batch than at each save inside the loop."""
+        reached = jnp.isfinite(ts)
+        safe = (jnp.where(reached[:, None], saved[name], 0.0) for name in ("position", "velocity"))
+        return dict(saved, energy=jnp.where(reached, jax.vmap(self.ion_energy)(*safe), jnp.inf))
+
+    @property
+    def conservative(self):
+        """``False`` with the drag on (``KE + Phi_eff`` decays), ``True`` without."""
+        return self.recoil is None
+
+    def terms(self, key=None):
+        return diffrax.ODETerm(self.phase_space_field)
+
+    def solver(self):
+        return SOLVERS[self.solver_name]()
+
+    def step_control(self, t1):
+        """Adaptive (PID on ``rtol``, ``atol``) without ``dt``, else constant steps; ``max_steps`` a power
+        of two (only a bound: no memory is reserved without reverse-mode AD, and runs of similar
+        length share one compilation), or the ``max_steps`` field."""
+        if self.dt is None:
+            controller, steps = diffrax.PIDController(rtol=self.rtol, atol=self.atol), _MAX_STEPS
+        else:
+            controller = diffrax.ConstantStepSize()
+            steps = 1 << (math.ceil(float(t1) / self.dt) + 1).bit_length() if _checks.is_concrete(t1) else _MAX_STEPS
+        return self.dt, controller, steps if self.max_steps is None else self.max_steps
+
+    @classmethod
+    def precheck(cls, system, position, velocity, duration, *, dt=None, solver="tsit5", **options):
+        """A fixed ``dt`` against the forces met (:func:`check_step`), before the Green's function is built."""
+        if dt is not None and solver in SOLVERS:
+            _checks.require_positive("dt", dt)
+            _require_local_step(system, position, velocity, duration, dt, solver)
+
+    def check(self, position, velocity, duration):
+        """A fixed ``dt`` against the forces met (:func:`check_step`), and a framework that the
+        interaction makes unstable at the start (:func:`_require_stable`)."""
+        if self.dt is not None:
+            _require_local_step(self.system, position, velocity, duration, self.dt, self.solver_name)
+        _require_stable(self, position)
+
+
+def _check_steps(solver, dt, rtol, atol, max_steps):
+    """``ValueError`` for bad solver options of :class:`LocalDynamics`."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {tuple(SOLVERS)}, got {solver!r}")
+    _checks.require_positive("rtol", rtol)
+    _checks.require_positive("atol", atol)
+    if dt is not None:
+        _checks.require_positive("dt", dt)
+        if not _checks.is_concrete(dt):
+            raise ValueError("dt must be a concrete number (it sizes the run); vmap over the state")
+    if max_steps is not None:
+        _checks.require_integer("max_steps", max_steps, low=1)
+
+
+def _with_steps(dynamics, **steps):
+    """``dynamics`` (precomputed ingredients kept) with other solver options (:func:`integrate`)."""
+    options = dict(solver=dynamics.solver_name, dt=dynamics.dt, rtol=dynamics.rtol, atol=dynamics.atol,
+                   max_steps=dynamics.max_steps)
+    options.update(steps)
+    _check_steps(**options)
+    fields = dict(solver_name=options["solver"], dt=None if options["dt"] is None else float(options["dt"]),
+                  rtol=float(options["rtol"]), atol=float(options["atol"]),
+                  max_steps=None if options["max_steps"] is None else int(options["max_steps"]))
+    copy = object.__new__(LocalDynamics)  # the precomputed arrays are reused, not rebuilt by __init__
+    for field in dataclasses.fields(LocalDynamics):
+        object.__setattr__(copy, field.name, fields.get(field.name, getattr(dynamics, field.name)))
+    return copy
 
 
 def _require_stable(dynamics, sigma):
@@ -170,105 +283,51 @@ def _require_stable(dynamics, sigma):
         )
 
 
-class _CrossingZ(eqx.Module):
-    """Event condition ``z - stop_z`` (a module, so repeated runs reuse the compiled solve)."""
-
-    stop_z: jax.Array
-
-    def __call__(self, t, state, args, **kwargs):
-        return state[2] - self.stop_z
-
-
 def integrate(dynamics, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e-8, atol=1e-10,
               solver="tsit5", n_save=200, max_steps=None, progress=False):
-    """Integrate Eq. 26 for precomputed :class:`LocalDynamics` (see :func:`simulate`)."""
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {tuple(SOLVERS)}, got {solver!r}")
+    """Integrate Eq. 26 for precomputed :class:`LocalDynamics` with these solver options (see
+    :func:`simulate`): :func:`jaxion.dynamics.run` without the start checks. ``t1``, ``stop_z`` and
+    ``dt`` are traced by the solve, so runs that differ only in them share one compilation."""
+    _require_n_save(n_save)
+    dynamics = _with_steps(dynamics, solver=solver, dt=dt, rtol=rtol, atol=atol, max_steps=max_steps)
+    stop = None if stop_z is None else CrossedPlane(stop_z)
+    return run(dynamics, dynamics.initial_state(position, velocity), t1, saveat=int(n_save), stop=stop,
+               progress=progress)
+
+
+def _require_n_save(n_save):
     if int(n_save) != n_save or n_save < 2:
         raise ValueError(f"n_save must be an integer >= 2, got {n_save!r}")
-    _checks.require_positive("t1", t1)
-    _checks.require_positive("rtol", rtol)
-    _checks.require_positive("atol", atol)
-    if dt is None:
-        controller, dt0 = diffrax.PIDController(rtol=rtol, atol=atol), None
-        steps = 1 << 20
-    else:
-        _checks.require_positive("dt", dt)
-        controller, dt0 = diffrax.ConstantStepSize(), dt
-        # A power of two: only a bound (no memory is reserved without reverse-mode AD), and runs of
-        # similar length share one compilation.
-        steps = 1 << (math.ceil(float(t1) / float(dt)) + 1).bit_length() if _checks.is_concrete(t1, dt) else 1 << 20
-    # Durations, steps and stop planes are traced, so runs that differ only in them share one compilation.
-    return _solve(dynamics, position, velocity, _traced(t1), _traced(stop_z), _traced(dt0), controller,
-                  SOLVERS[solver](), int(n_save), steps if max_steps is None else int(max_steps), bool(progress))
+
+
+def _require_local_step(system, position, velocity, duration, dt, solver):
+    """:func:`check_step` for a straight-path ``duration``."""
+    bound = runge_kutta_stability_limit(solver)
+    require_step(system, position, velocity, duration, float(dt), bound, f"the local method (solver={solver!r})",
+                 per_range=STEPS_PER_RANGE)
 
 
 def check_step(system, position, velocity, t1, *, stop_z=None, dt=None, solver="tsit5", **_):
     """For a fixed ``dt`` and a concrete start, ``ValueError`` when the step cannot follow the forces met
-    (:func:`jaxion.simulation.require_step`): the ion's frequency in the pair curvature against the
+    (:func:`jaxion.run_checks.require_step`): the ion's frequency in the pair curvature against the
     Runge-Kutta method's stability bound on the imaginary axis, and ``STEPS_PER_RANGE`` steps per
     crossing of the potential's range. Adaptive steps (``dt=None``) control their own error."""
     if dt is None or solver not in SOLVERS:
         return
     _checks.require_positive("dt", dt)
-    bound = runge_kutta_stability_limit(solver)
-    require_step(system, position, velocity, run_duration(position, velocity, t1, stop_z), float(dt), bound,
-                 f"the local method (solver={solver!r})", per_range=STEPS_PER_RANGE)
-
-
-def _traced(value):
-    """``None`` or a float64 array (a Python float would be a static, recompiling argument)."""
-    return None if value is None else jnp.asarray(value, dtype=float)
-
-
-@eqx.filter_jit
-def _solve(dynamics, position, velocity, t1, stop_z, dt0, controller, solver, n_save, max_steps, progress):
-    """The diffrax solve and the energies along the saved path, as one compiled function."""
-    event = None
-    if stop_z is not None:
-        # No root finding (it triples the compile time): the run ends at the end of the step that
-        # crosses stop_z, far outside the potential's range in the single-pass protocol.
-        event = diffrax.Event(_CrossingZ(stop_z))
-    solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(dynamics.phase_space_field),
-        solver,
-        0.0,
-        t1,
-        dt0,
-        jnp.concatenate([jnp.asarray(position, dtype=float), jnp.asarray(velocity, dtype=float)]),
-        saveat=diffrax.SaveAt(subs=(diffrax.SubSaveAt(ts=jnp.linspace(0.0, t1, n_save)), diffrax.SubSaveAt(t1=True))),
-        stepsize_controller=controller,
-        event=event,
-        max_steps=max_steps,
-        progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
-    )
-    (sigma, sigma_dot), (sigma_end, sigma_dot_end) = ((ys[..., :3], ys[..., 3:]) for ys in solution.ys)
-    ts, t_end = solution.ts[0], solution.ts[1][0]
-    reached = jnp.isfinite(ts)
-    safe = jnp.where(reached[:, None], sigma, 0.0), jnp.where(reached[:, None], sigma_dot, 0.0)
-    energy = jnp.where(reached, jax.vmap(dynamics.energy)(*safe), jnp.inf)
-    return Trajectory(
-        ts=ts,
-        position=sigma,
-        velocity=sigma_dot,
-        energy=energy,
-        t_final=t_end,
-        position_final=sigma_end[0],
-        velocity_final=sigma_dot_end[0],
-        energy_final=dynamics.energy(sigma_end[0], sigma_dot_end[0]),
-        conservative=dynamics.recoil is None,
-    )
+    _require_local_step(system, position, velocity, run_duration(position, velocity, t1, stop_z), dt, solver)
 
 
 def simulate(system, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e-8, atol=1e-10, solver="tsit5",
              n_save=200, c=0.5, drag=True, softening=True, size=None, max_steps=None, progress=False):
-    """The ion's trajectory under the time-local equation of motion (Eq. 26).
+    """The ion's trajectory under the time-local equation of motion (Eq. 26): :class:`LocalDynamics`,
+    then :func:`jaxion.dynamics.run_from` with ``CrossedPlane(stop_z)``.
 
     Args:
         system: the :class:`~jaxion.System` (3D framework when ``drag``).
         position, velocity: ``(3,)`` initial ion position and velocity.
         t1: duration (periods).
-        stop_z: end the run at the end of the step in which the ion's z coordinate crosses this value.
+        stop_z: end the run at the end of the step in which the ion's z coordinate reaches this value.
         dt: fixed step; ``None`` for adaptive steps (PID controller with ``rtol``, ``atol``).
         solver: "tsit5" (default), "dopri5" or "dopri8" (explicit Runge-Kutta).
         n_save: number of equally spaced save times in ``[0, t1]``.
@@ -280,7 +339,7 @@ def simulate(system, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e-8,
         progress: show a progress bar.
 
     Returns:
-        :class:`~jaxion.simulation.Trajectory`; ``energy`` is ion kinetic energy plus ``Phi_eff``,
+        :class:`~jaxion.trajectory.Trajectory`; ``energy`` is ion kinetic energy plus ``Phi_eff``,
         which decays at the rate ``sigma'^T H M H sigma'``.
 
     Raises:
@@ -288,8 +347,10 @@ def simulate(system, position, velocity, t1, *, stop_z=None, dt=None, rtol=1e-8,
             or a potential that makes the framework unstable at the start (the relaxed
             framework's stiffness is not positive definite).
     """
-    check_step(system, position, velocity, t1, stop_z=stop_z, dt=dt, solver=solver)
-    dynamics = LocalDynamics(system, c=c, drag=drag, softening=softening, size=size)
-    _require_stable(dynamics, position)
-    return integrate(dynamics, position, velocity, t1, stop_z=stop_z, dt=dt, rtol=rtol, atol=atol, solver=solver,
-                     n_save=n_save, max_steps=max_steps, progress=progress)
+    _require_n_save(n_save)
+    _checks.require_positive("t1", t1)
+    check_step(system, position, velocity, t1, stop_z=stop_z, dt=dt, solver=solver)  # before G is built
+    dynamics = LocalDynamics(system, c=c, drag=drag, softening=softening, size=size, solver=solver, dt=dt, rtol=rtol,
+                             atol=atol, max_steps=max_steps)
+    stop = None if stop_z is None else CrossedPlane(stop_z)
+    return run_from(dynamics, position, velocity, t1, saveat=int(n_save), stop=stop, progress=progress)

@@ -41,6 +41,14 @@ MARKER_STYLE = {
     "full": dict(marker="o", mfc="none", ms=4.5),
     "kernel": dict(marker="x", ms=3.5, mew=0.9),
 }
+# Simulated points left out of the agreement statistic (jaxion.experiments.exclusions), marked over their circle.
+EXCLUSION_STYLE = {
+    "slowdown": dict(marker="+", ms=8, mew=0.9),
+    "box": dict(marker="x", ms=6, mew=0.9),
+    "unresolved": dict(marker="_", ms=8, mew=1.2),
+}
+# Speeds are in the paper's units (physics.md section 1): oscillator lengths l per period 2 pi / Omega.
+SPEED_UNIT = r"$l$ per period"
 _WIDTH_SYMBOL = r"$\lambda$"
 
 
@@ -72,18 +80,53 @@ def _simulated_points(ax, curve, colour, method, label):
     return bool(np.any(positive))
 
 
-def _loss_axes(ax, curves, theories, colour_key="width", kernel_curves=()):
+def _excluded_points(ax, curve, left_out, colour):
+    """Mark the drawn simulated points of ``curve`` that ``left_out`` (one entry of
+    ``jaxion.experiments.exclusions``) leaves out of the agreement; returns the reasons marked."""
+    speed = np.asarray(curve["speed"], dtype=float)
+    simulated = np.asarray(curve.get("simulation", np.full(len(speed), np.nan)), dtype=float)
+    shown = np.isfinite(simulated) & (simulated > 0)
+    marked = set()
+    for reason, marker in EXCLUSION_STYLE.items():
+        chosen = shown & np.asarray(left_out[reason], dtype=bool)
+        if np.any(chosen):
+            ax.plot(speed[chosen], simulated[chosen], linestyle="none", color=colour, **marker)
+            marked.add(reason)
+    return marked
+
+
+def _meaningful_bottom(ax, curves, theories, excluded):
+    """Cut a loss panel's y axis at half the lower of the resolution floor (``floor`` of
+    ``jaxion.experiments.exclusions``) and the lowest simulated point (ignoring points below 1e-3 of
+    the floor, rounding), when a theory line reaches below it: a gapped chain's ``exp(-1/v^2)``
+    losses fall to 1e-74, far below anything a simulation resolves. The top is then twice the largest value."""
+    floor = min(float(np.min(left_out["floor"])) for left_out in excluded)
+    values = lambda key: np.concatenate([np.asarray(c.get(key, []), dtype=float) for c in curves])
+    positive = lambda x: x[np.isfinite(x) & (x > 0)]
+    simulated = positive(values("simulation"))
+    cut = min([floor] + simulated[simulated >= 1e-3 * floor].tolist())
+    lines = positive(np.concatenate([values(f"{theory}_line") for theory in theories]))
+    if lines.size and np.min(lines) < cut:
+        ax.set_ylim(0.5 * cut, 2.0 * float(np.max(np.concatenate([lines, simulated]))))
+
+
+def _loss_axes(ax, curves, theories, colour_key="width", kernel_curves=(), excluded=None):
     """Draw one panel: per curve, the simulated points and the theory lines, coloured by ``colour_key``;
-    ``kernel_curves`` (kernel-method results) add their points as crosses."""
+    ``kernel_curves`` (kernel-method results) add their points as crosses. ``excluded`` (per curve, as
+    ``jaxion.experiments.exclusions``) marks the points left out of the agreement and limits the y axis
+    to the resolved range (:func:`_meaningful_bottom`). Returns the exclusion reasons marked."""
     colours = _colours([c[colour_key] for c in list(curves) + list(kernel_curves)])
+    marked = set()
     for curve in kernel_curves:
         _simulated_points(ax, curve, colours[curve[colour_key]], "kernel", None)
-    for curve in curves:
+    for index, curve in enumerate(curves):
         colour = colours[curve[colour_key]]
         speed = np.asarray(curve["speed"], dtype=float)
         label = f"{_WIDTH_SYMBOL} = {_format_value(curve[colour_key])}"
         if _simulated_points(ax, curve, colour, "full", label):
             label = None
+        if excluded is not None:
+            marked |= _excluded_points(ax, curve, excluded[index], colour)
         for theory in theories:
             fine = f"{theory}_line" in curve
             values = np.asarray(curve[f"{theory}_line"] if fine else curve.get(theory, []), dtype=float)
@@ -93,6 +136,9 @@ def _loss_axes(ax, curves, theories, colour_key="width", kernel_curves=()):
                         linestyle=THEORY_STYLE[theory]["linestyle"])
                 label = None
     _log_axes(ax)
+    if excluded is not None and curves:
+        _meaningful_bottom(ax, curves, theories, excluded)
+    return marked
 
 
 def _log_axes(ax):
@@ -153,7 +199,7 @@ def loss_panels(data, row_key, col_key, theories, row_title, col_title, kernel=N
                 title = ", ".join(t for t in (row_title(row) if row_key else "", col_title(col) if col_key else "") if t)
                 ax.set_title(title, fontsize=10)
                 if i == len(rows) - 1:
-                    ax.set_xlabel(r"initial speed $v_0$ (units of $l\,\Omega/2\pi$)")
+                    ax.set_xlabel(rf"initial speed $v_0$ ({SPEED_UNIT})")
                 if j == 0:
                     ax.set_ylabel(r"loss $\Delta$ ($\hbar\Omega$)")
         axes[0, -1].legend(loc="upper right")
@@ -221,33 +267,38 @@ def low_speed_limit(data, ax=None):
         ax.plot(speed, np.asarray(curve["eq13"], float) / speed, "-", color="k", label=THEORY_STYLE["eq13"]["label"])
         ax.plot(speed, np.asarray(curve["eq23"], float) / speed, "--", color="C3", label=THEORY_STYLE["eq23"]["label"])
         _log_axes(ax)
-        ax.set_xlabel(r"speed $v$")
-        ax.set_ylabel(r"$\Delta / v$")
+        ax.set_xlabel(rf"speed $v$ ({SPEED_UNIT})")
+        ax.set_ylabel(rf"$\Delta / v$ ($\hbar\Omega$ / ({SPEED_UNIT}))")
         ax.set_title(rf"3D, one mass, $\lambda$ = {_format_value(curve['width'])}, s = {curve['s']:g}", fontsize=10)
         ax.legend(loc="upper left")
     return ax.figure
 
 
-def demo(chain_data, low_speed_data, notes=None):
+def demo(chain_data, low_speed_data, notes=None, excluded=None, reasons=None):
     """The ``jaxion demo`` figure: the chain panels of Fig. 2 plus the 3D low-speed check, and
-    ``notes`` (text, e.g. the agreement numbers) under it when there is room."""
+    ``notes`` (text, e.g. the agreement numbers) under it when there is room. ``excluded`` (per
+    chain curve, ``jaxion.experiments.exclusions``) marks the points left out of the agreement,
+    with ``reasons`` (``agreement(...)["reasons"]``) as the legend, and limits the y axes to the
+    range the simulations resolve."""
     kappas = sorted({c["kappa"] for c in chain_data["curves"]}, reverse=True)
     impacts = sorted({c["s"] for c in chain_data["curves"]})
+    marked = set()
     with style():
-        fig = plt.figure(figsize=(3.4 * (len(impacts) + 1), 2.9 * len(kappas)), constrained_layout=True)
+        fig = plt.figure(figsize=(3.4 * (len(impacts) + 1), 2.9 * len(kappas) + 0.5), constrained_layout=True)
         grid = fig.add_gridspec(len(kappas), len(impacts) + 1)
         for i, kappa in enumerate(kappas):
             for j, s in enumerate(impacts):
                 ax = fig.add_subplot(grid[i, j])
-                _loss_axes(ax, [c for c in chain_data["curves"] if c["kappa"] == kappa and c["s"] == s],
-                           ("eq13", "eq14"))
+                chosen = [k for k, c in enumerate(chain_data["curves"]) if c["kappa"] == kappa and c["s"] == s]
+                marked |= _loss_axes(ax, [chain_data["curves"][k] for k in chosen], ("eq13", "eq14"),
+                                     excluded=None if excluded is None else [excluded[k] for k in chosen])
                 ax.set_title(rf"chain, $\kappa$ = {kappa:g}, s = {s:g}", fontsize=10)
                 if j == 0:
                     ax.set_ylabel(r"loss $\Delta$ ($\hbar\Omega$)")
                 if i == len(kappas) - 1:
-                    ax.set_xlabel(r"initial speed $v_0$")
+                    ax.set_xlabel(rf"initial speed $v_0$ ({SPEED_UNIT})")
                 if i == 0 and j == 0:
-                    ax.legend(loc="lower left")
+                    widths = ax  # its legend of the widths goes beside the notes when there is room
                 if i == len(kappas) - 1 and j == len(impacts) - 1:
                     _method_legend(ax, ("eq13", "eq14"))
         low_speed_limit(low_speed_data, ax=fig.add_subplot(grid[0, -1]))
@@ -255,6 +306,14 @@ def demo(chain_data, low_speed_data, notes=None):
             ax = fig.add_subplot(grid[1:, -1])
             ax.axis("off")
             ax.text(0.0, 1.0, notes, va="top", ha="left", fontsize=9, transform=ax.transAxes)
+            ax.legend(*widths.get_legend_handles_labels(), loc="lower left", ncols=2)
+        else:
+            widths.legend(loc="lower left")
+        if marked:
+            handles = [plt.Line2D([], [], linestyle="none", color="k", label=(reasons or {}).get(key, key),
+                                  **EXCLUSION_STYLE[key]) for key in EXCLUSION_STYLE if key in marked]
+            fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), title_fontsize=8,
+                       title="simulated points left out of the agreement statistic (marks combine where several apply):")
     return fig
 
 

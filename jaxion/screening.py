@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
+from .dissipation import recoil_matrix
 from .elastic import ElasticContinuum
 from .units import KG_PER_S_PER_AMU_PER_PS, NEWTON_PER_METRE_PER_EV_PER_A2
 
@@ -59,8 +60,6 @@ def friction_tensor(continuum, curvature, n_theta=24, n_phi=48):
     Returns:
         ``(3, 3)``.
     """
-    from .dissipation import recoil_matrix
-
     _checks.require_shape("curvature", curvature, (3, 3))
     hessian = jnp.asarray(curvature, dtype=float) * NEWTON_PER_METRE_PER_EV_PER_A2
     recoil = recoil_matrix(continuum, n_theta=n_theta, n_phi=n_phi)

@@ -1,17 +1,21 @@
-"""One entry point for trajectories, whatever the level of description.
+"""One entry point for trajectories, whatever the level of description: the protocols.
 
-``method`` selects the dynamics:
+``method`` names the description (the one table of names, ``DESCRIPTIONS``):
 
-* ``"full"``: the whole periodic lattice plus the ion (Eqs. 3-4), ``jaxion.full``;
-* ``"kernel"``: the lattice integrated out exactly into a memory kernel, ``jaxion.kernel``;
-* ``"local"``: the ion alone with softened potential and drag tensor (Eq. 26), ``jaxion.local``.
+* ``"full"``: the whole periodic lattice plus the ion (Eqs. 3-4), :class:`jaxion.full.FullDynamics`;
+* ``"kernel"``: the lattice integrated out exactly into a memory kernel, :class:`jaxion.kernel.KernelDynamics`;
+* ``"local"``: the ion alone with softened potential and drag tensor (Eq. 26), :class:`jaxion.local.LocalDynamics`.
 
-Each method module provides ``simulate(system, position, velocity, t1, *, stop_z=None, **options)``
-returning a :class:`Trajectory`; ``stop_z`` ends the run when the ion's z coordinate reaches it.
+Or pass a ready description (any :class:`~jaxion.dynamics.AbstractDynamics`) in place of the system:
+``simulate(dynamics, position, velocity, t1)``, ``single_pass(dynamics, speed)``. Every description
+takes ``size=None`` (the default) as the infinite lattice and ``size=L`` as the periodic ``L^dim`` one.
+
+:func:`simulate` builds the description (``DESCRIPTIONS[method].build(system, t1, **options)``),
+checks the start and integrates with :func:`jaxion.dynamics.run_from`; ``stop_z`` ends the run when
+the ion's z coordinate reaches it (:class:`~jaxion.dynamics.CrossedPlane`). The descriptions never
+import this module; the run checks they share live in :mod:`jaxion.run_checks` and are re-exported here.
 """
 
-import importlib
-import math
 import warnings
 
 import jax
@@ -20,20 +24,33 @@ import numpy as np
 import equinox as eqx
 
 from . import _checks
+from .dynamics import AbstractDynamics, CrossedPlane, run_from, straight_duration
+from .full import FullDynamics
+from .kernel import KernelDynamics
+from .local import LocalDynamics
+from .run_checks import (  # noqa: F401  (re-exported: jaxion.simulation.<name> stays importable)
+    RESOLVED_ULPS,
+    STEPS_PER_RANGE,
+    FiniteBoxWarning,
+    curvature_met,
+    pass_barrier,
+    pass_geometry,
+    require_step,
+    run_duration,
+)
 from .system import System
+from .trajectory import Trajectory
 
-METHODS = ("full", "kernel", "local")
 # Default warning threshold of the energy drift, relative to the energy scale of the run (see
 # Trajectory.energy_drift); pass drift_tol to simulate / single_pass to change it, None to silence it.
 DRIFT_TOL = 1e-4
-# A single-pass loss below this many units of rounding of the initial kinetic energy is not resolved.
-RESOLVED_ULPS = 100.0
-# Steps per range crossing below which a fixed step cannot follow the force pulse (local and kernel).
-STEPS_PER_RANGE = 4
+# What simulate and single_pass accept as run options; every other option goes to the description.
+_RUN_OPTIONS = ("stop_z", "n_save", "progress", "key")
 
 
-class FiniteBoxWarning(UserWarning):
-    """Sound crossing a finite periodic lattice returns to the ion within the run."""
+# The one table of description names (what ``method=`` means): name -> AbstractDynamics subclass.
+DESCRIPTIONS = {"full": FullDynamics, "kernel": KernelDynamics, "local": LocalDynamics}
+METHODS = tuple(DESCRIPTIONS)
 
 
 class EnergyDriftWarning(UserWarning):
@@ -46,51 +63,6 @@ class PrecisionWarning(UserWarning):
 
 class IncompletePassError(RuntimeError):
     """A single pass did not complete (the ion was reflected or trapped), with ``incomplete="raise"``."""
-
-
-class Trajectory(eqx.Module):
-    """An ion trajectory saved at times ``ts``.
-
-    Attributes:
-        ts: ``(T,)`` save times (periods); ``inf`` past an early stop.
-        position: ``(T, 3)`` ion position ``sigma``.
-        velocity: ``(T, 3)`` ion velocity ``sigma'``.
-        energy: ``(T,)`` total energy of the description (conserved for "full" and "kernel",
-            decaying under drag for "local").
-        site_displacement: ``(T, S, 3)`` displacements of the interacting sites, or ``None``.
-        t_final, position_final, velocity_final, energy_final: the state where the run ended
-            (at ``t1`` or at the stop).
-        conservative: static; ``True`` when ``energy`` should be conserved ("full", "kernel"),
-            ``False`` when it decays under drag ("local").
-
-    ``energy_drift`` (a property) is the integration's energy error.
-    """
-
-    ts: jax.Array
-    position: jax.Array
-    velocity: jax.Array
-    energy: jax.Array
-    t_final: jax.Array
-    position_final: jax.Array
-    velocity_final: jax.Array
-    energy_final: jax.Array
-    site_displacement: jax.Array | None = None
-    conservative: bool = eqx.field(static=True, default=True)
-
-    @property
-    def energy_drift(self):
-        """Energy error of the integration, per run (shape of ``t_final``): the largest
-        ``|E(t) - E(0)|`` over the reached save times and the end for a conservative description;
-        for a dissipative one (drag only removes energy) the largest rise ``max(E(t) - E(0), 0)``."""
-        energy = jnp.concatenate([self.energy, self.energy_final[..., None]], axis=-1)
-        reached = jnp.concatenate([jnp.isfinite(self.ts), jnp.ones_like(self.t_final, dtype=bool)[..., None]], axis=-1)
-        change = energy - self.energy[..., :1]
-        change = jnp.abs(change) if self.conservative else jnp.maximum(change, 0.0)
-        return jnp.max(jnp.where(reached, change, 0.0), axis=-1)
-
-    def energy_scale(self):
-        """``|E(0)|`` per run: what :func:`check_energy_drift` compares the drift with."""
-        return jnp.abs(self.energy[..., 0])
 
 
 class NonFiniteTrajectoryError(FloatingPointError):
@@ -140,73 +112,6 @@ def check_energy_drift(trajectory, drift_tol=DRIFT_TOL):
         )
 
 
-def curvature_met(system, position, velocity, duration, points=257):
-    """Largest pair-potential curvatures along the straight path ``position + velocity t``,
-    ``0 <= t <= duration`` (concrete inputs; ``None`` when traced).
-
-    Returns:
-        ``(site, ion)``: the largest ``|eigenvalue|`` of one pair term's Hessian (what an
-        interacting site feels) and of their sum ``H(sigma)`` (what the ion feels).
-    """
-    if not _checks.is_concrete(system, position, velocity, duration):
-        return None
-    t = jnp.linspace(0.0, float(duration), points)[:, None]
-    sigma = jnp.asarray(position, dtype=float) + t * jnp.asarray(velocity, dtype=float)
-    return tuple(float(value) for value in _curvatures(system, sigma))
-
-
-@eqx.filter_jit
-def _curvatures(system, sigma):
-    """Largest ``|eigenvalue|`` of the pair Hessians and of their sum over the sites, at ``sigma (P, 3)``."""
-    separations = system.site_positions()[None, :, :] - sigma[:, None, :]  # (P, S, 3)
-    pair = jax.vmap(jax.vmap(jax.hessian(system.potential)))(separations)  # (P, S, 3, 3)
-    site = jnp.max(jnp.abs(jnp.linalg.eigvalsh(pair)))
-    ion = jnp.max(jnp.abs(jnp.linalg.eigvalsh(jnp.sum(pair, axis=1))))
-    return site, ion
-
-
-def run_duration(position, velocity, t1, stop_z=None):
-    """The straight-path duration of a run: ``t1``, or the time to reach ``stop_z`` if shorter."""
-    duration = float(t1)
-    if stop_z is not None and _checks.is_concrete(position, velocity, stop_z) and float(velocity[2]) > 0:
-        duration = min(duration, (float(stop_z) - float(position[2])) / float(velocity[2]))
-    return duration
-
-
-def require_step(system, position, velocity, duration, dt, bound, what, lattice_omega=None, per_range=None):
-    """``ValueError`` when a fixed step ``dt`` cannot follow the forces the run meets (concrete inputs).
-
-    * stability: ``2 pi omega dt < bound`` with ``omega^2 = max(lattice_omega^2 + c_site / m,
-      c_ion / mu_min)``, the highest frequency of the framework's sites (left out when
-      ``lattice_omega`` is ``None``: the ion alone is integrated) and of the ion, including the
-      pair curvatures met along the straight path (:func:`curvature_met`);
-    * resolution (if ``per_range``): at least ``per_range`` steps per crossing of the potential's
-      range at the starting speed, ``dt |v| <= range / per_range``.
-    """
-    curvature = curvature_met(system, position, velocity, duration)
-    if curvature is None:
-        return
-    site, ion = curvature
-    mobile = np.asarray(system.mass)[np.isfinite(np.asarray(system.mass))]
-    sites = 0.0 if lattice_omega is None else lattice_omega**2 + site / float(system.lattice.mass)
-    omega = math.sqrt(max(sites, ion / float(np.min(mobile))))
-    if 2.0 * math.pi * omega * dt >= bound:
-        lattice = "" if lattice_omega is None else f"of the lattice ({lattice_omega:.4g}) "
-        raise ValueError(
-            f"dt={dt:g} is too large for {what} with the forces met: the highest frequency {lattice}with the "
-            f"ion-site curvature along the path (sites {site:.3g}, ion {ion:.3g}) is omega={omega:.4g}, and the "
-            f"step is stable only for 2 pi omega dt < {bound:.3g}, i.e. dt < {bound / (2.0 * math.pi * omega):.3g}"
-        )
-    speed = float(np.linalg.norm(np.asarray(velocity)))
-    reach = float(system.potential.range)
-    if per_range is not None and dt * speed > reach / per_range:
-        raise ValueError(
-            f"dt={dt:g} is too large for {what}: at speed {speed:.3g} the ion crosses the potential's range "
-            f"({reach:.3g}) in {reach / speed:.3g} periods, and the force pulse needs at least {per_range} steps "
-            f"per range, i.e. dt <= {reach / (per_range * speed):.3g}"
-        )
-
-
 class SinglePass(eqx.Module):
     """Result of the paper's single-pass protocol.
 
@@ -226,23 +131,56 @@ class SinglePass(eqx.Module):
     trajectory: Trajectory
 
 
-def _method_module(method):
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return importlib.import_module(f"jaxion.{method}")
-
-
 def _require_system(system):
     """``ValueError`` unless ``system`` is a :class:`~jaxion.system.System`."""
     if not isinstance(system, System):
         raise ValueError(f"system must be a jaxion System, got {type(system).__name__}")
 
 
+def describe(system, t1, method="full", start=None, **options):
+    """The description of a run of up to ``t1`` periods: ``DESCRIPTIONS[method].build(system, t1,
+    **options)`` (a :class:`~jaxion.dynamics.AbstractDynamics`), after its ``precheck`` of
+    ``start = (position, velocity, duration)`` when given; ``system`` may already be a description,
+    which is returned as it is (then no options are accepted)."""
+    if isinstance(system, AbstractDynamics):
+        if options:
+            raise ValueError(
+                f"options {sorted(options)} are a description's: pass them when building it, not with a ready "
+                f"{type(system).__name__}"
+            )
+        return system
+    _require_system(system)
+    if method not in DESCRIPTIONS:
+        raise ValueError(f"method must be one of {METHODS} or a ready description, got {method!r}")
+    description = DESCRIPTIONS[method]
+    if start is not None:
+        description.precheck(system, *start, **options)
+    return description.build(system, t1, **options)
+
+
+def _split_options(options):
+    """``(run options, description options)`` of ``simulate`` / ``single_pass``'s ``**options``."""
+    run = {name: options.pop(name) for name in _RUN_OPTIONS if name in options}
+    return run, options
+
+
 def simulate(system, position, velocity, t1, method="full", drift_tol=DRIFT_TOL, **options):
     """Integrate the ion's motion from ``position``, ``velocity`` (each ``(3,)``) for ``t1`` periods.
 
-    Options are passed to the method (see ``jaxion.full.simulate`` etc.: ``size``, ``dt``,
-    ``solver``, ``n_save``, ...). Returns a :class:`Trajectory`.
+    Args:
+        system: the :class:`~jaxion.System`, or a ready description (an
+            :class:`~jaxion.dynamics.AbstractDynamics`; ``method`` and the description's options
+            are then not used).
+        position, velocity: ``(3,)`` initial ion state.
+        t1: duration (periods).
+        method: a name of :data:`DESCRIPTIONS`: "full" (default), "kernel" or "local".
+        drift_tol: warn (:class:`EnergyDriftWarning`) when ``trajectory.energy_drift`` exceeds
+            this fraction of ``|E(0)|``; ``None`` to silence.
+        **options: the run's ``stop_z`` (end when ``sigma_z >= stop_z``), ``n_save`` (default
+            200), ``progress``, ``key``; the others go to the description (``size``, ``dt``,
+            ``solver``, ...: see ``jaxion.full.simulate`` etc.).
+
+    Returns a :class:`Trajectory`.
 
     Raises ``ValueError`` (or, for traced inputs, a run-time error with the same message) for an
     invalid system or non-finite start, a step too large for the forces met (fixed steps), and
@@ -254,29 +192,22 @@ def simulate(system, position, velocity, t1, method="full", drift_tol=DRIFT_TOL,
     _checks.require_shape("position", position, (3,))
     _checks.require_shape("velocity", velocity, (3,))
     _checks.require_positive("t1", t1)
-    _require_system(system)
+    run_options, options = _split_options(dict(options))
+    ready = isinstance(system, AbstractDynamics)
+    physical = system.system if ready else system
+    _require_system(physical)
     problems = [_checks.finite("position", position), _checks.finite("velocity", velocity)]
-    system, position, velocity = _checks.enforce((system, position, velocity), _checks.problems_of(system) + problems)
-    trajectory = _method_module(method).simulate(system, position, velocity, t1, **options)
+    physical, position, velocity = _checks.enforce((physical, position, velocity),
+                                                   _checks.problems_of(physical) + problems)
+    stop_z = run_options.get("stop_z")
+    stop = None if stop_z is None else CrossedPlane(stop_z)
+    start = (position, velocity, straight_duration(position, velocity, t1, stop))
+    dynamics = describe(system if ready else physical, t1, method, start, **options)
+    trajectory = run_from(dynamics, position, velocity, t1, saveat=run_options.get("n_save", 200), stop=stop,
+                          key=run_options.get("key"), progress=run_options.get("progress", False))
     require_finite_trajectory(trajectory)
     check_energy_drift(trajectory, drift_tol)
     return trajectory
-
-
-def pass_geometry(system, start, margin=7.0):
-    """Start and end of a single pass along z (physics.md section 3).
-
-    The ion starts ``margin * range`` before the lowest plane of interacting sites and stops
-    ``margin * range`` past the highest one, at transverse position ``start = (x, y)``.
-
-    Returns:
-        ``(initial_position (3,), stop_z)``.
-    """
-    z = system.site_positions()[:, 2]
-    reach = margin * system.potential.range
-    start = jnp.asarray(start, dtype=float)
-    _checks.require_shape("start", start, (2,))
-    return jnp.concatenate([start, (jnp.min(z) - reach)[None]]), jnp.max(z) + reach
 
 
 def pass_completed(trajectory, stop_z):
@@ -306,16 +237,25 @@ def check_precision(loss, initial_kinetic, dtype):
         )
 
 
+def _keys(key, speed):
+    """Per-speed PRNG keys of a single pass (``None`` without noise)."""
+    if key is None:
+        return None
+    return key if speed.ndim == 0 else jax.random.split(key, speed.shape[0])
+
+
 def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slowdown=4.0, incomplete="nan",
                 drift_tol=DRIFT_TOL, **options):
     """The paper's single-pass loss: ion starts ``margin`` ranges before the interacting sites with
     speed ``v0`` along z, stops ``margin`` ranges past them; ``Delta = mu_z (v0^2 - v_end^2) / 8 pi^2``.
 
     Args:
-        system: the :class:`~jaxion.System`; its z axis must be mobile.
+        system: the :class:`~jaxion.System`; its z axis must be mobile. Or a ready description (an
+            :class:`~jaxion.dynamics.AbstractDynamics`; ``method`` and the description's options are
+            then not used; it must hold runs of the pass's length).
         speed: scalar or ``(K,)`` speeds (concrete); a batch runs as one vectorised computation.
         start: transverse position ``(x, y)`` of the straight path.
-        method: "full", "kernel" or "local".
+        method: a name of :data:`DESCRIPTIONS`: "full" (default), "kernel" or "local".
         margin: start/stop distance in units of the potential's range.
         slowdown: the run is given ``slowdown`` times the straight-line crossing time before the
             ion is declared trapped.
@@ -324,7 +264,8 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
             (:class:`IncompletePassError`).
         drift_tol: warn (:class:`EnergyDriftWarning`) when a run's energy drift exceeds this
             fraction of its initial energy; ``None`` to silence.
-        **options: passed to the method.
+        **options: the runs' ``n_save`` (default 200), ``progress``, ``key``; the others go to the
+            description (``size``, ``dt``, ...).
 
     Warns :class:`PrecisionWarning` where a loss is below what the run's precision resolves
     (float32 runs: ``dtype=jnp.float32`` or ``jax_enable_x64`` off).
@@ -333,35 +274,45 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
         raise ValueError(f"incomplete must be 'nan' or 'raise', got {incomplete!r}")
     speed = jnp.asarray(speed, dtype=float)
     _checks.require_positive("speed", speed)
-    _require_system(system)
-    if _checks.is_concrete(system.mass) and np.isinf(np.asarray(system.mass)[2]):
+    ready = isinstance(system, AbstractDynamics)
+    physical = system.system if ready else system
+    _require_system(physical)
+    if _checks.is_concrete(physical.mass) and np.isinf(np.asarray(physical.mass)[2]):
         raise ValueError("single_pass moves the ion along z, but the ion's z mass is infinite (pinned)")
-    position, stop_z = pass_geometry(system, start, margin)
-    problems = _checks.problems_of(system) + [_checks.finite("start", position), system.path_problem(position[:2])]
-    system, position = _checks.enforce((system, position), problems)
+    run_options, options = _split_options(dict(options))
+    if "stop_z" in run_options:
+        raise ValueError("single_pass sets the end plane itself (margin ranges past the sites): no stop_z")
+    position, stop_z = pass_geometry(physical, start, margin)
+    problems = _checks.problems_of(physical) + [_checks.finite("start", position), physical.path_problem(position[:2])]
+    physical, position = _checks.enforce((physical, position), problems)
     slowest = float(np.min(np.asarray(speed))) if _checks.is_concrete(speed) else None
     if slowest is None:
         raise ValueError("single_pass needs concrete speeds to size the run; vmap over it with jax.vmap on simulate")
     # the duration only sizes the run: no derivative flows through it (width, spacing may be traced)
     t1 = slowdown * float(jax.lax.stop_gradient(stop_z - position[2])) / slowest
-    module = _method_module(method)
+    stop = CrossedPlane(stop_z)
     fastest = jnp.array([0.0, 0.0, float(np.max(np.asarray(speed)))])
-    module.check_step(system, position, fastest, t1, stop_z=stop_z, **options)
-
-    def run(v0):
-        velocity = jnp.array([0.0, 0.0, 1.0]) * v0
-        return module.simulate(system, position, velocity, t1, stop_z=stop_z, **options)
-
-    # The run length t1 is only an upper bound (slowdown x the crossing time of the slowest ion); a
-    # method with a finite box warns about returning sound from the runs' actual durations instead.
-    check_sound_return = getattr(module, "check_sound_return", None)
+    checked_start = (position, fastest, stop.duration(position, fastest, t1))
+    dynamics = describe(system if ready else physical, t1, method, checked_start, **options)
+    # The run length t1 is only an upper bound (slowdown x the crossing time of the slowest ion): the
+    # box warning before the runs is left out, and check_pass estimates, once, where returning sound
+    # changes a loss beyond its tolerance (for the speeds whose actual run lasts long enough).
     with warnings.catch_warnings():
-        if check_sound_return is not None:
-            warnings.simplefilter("ignore", FiniteBoxWarning)
-        trajectory = run(speed) if speed.ndim == 0 else jax.vmap(run)(speed)
+        warnings.simplefilter("ignore", FiniteBoxWarning)
+        dynamics.check(*checked_start)
+    n_save = run_options.get("n_save", 200)
+    progress = run_options.get("progress", False)
+
+    def one(v0, key):  # checked above for the whole batch
+        velocity = jnp.array([0.0, 0.0, 1.0]) * v0
+        return run_from(dynamics, position, velocity, t1, saveat=n_save, stop=stop, key=key, progress=progress,
+                        check=False)
+
+    keys = _keys(run_options.get("key"), speed)
+    trajectory = one(speed, keys) if speed.ndim == 0 else jax.vmap(one)(speed, keys)
     require_finite_trajectory(trajectory)
-    if check_sound_return is not None and _checks.is_concrete(trajectory.t_final):
-        check_sound_return(system, float(jnp.max(trajectory.t_final)), **options)
+    if _checks.is_concrete(trajectory.t_final):
+        dynamics.check_pass(speed, position[:2], trajectory.t_final)
     check_energy_drift(trajectory, drift_tol)
     completed = pass_completed(trajectory, stop_z)
     if incomplete == "raise" and _checks.is_concrete(completed) and not np.all(np.asarray(completed)):
@@ -369,7 +320,7 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
             f"the pass did not complete at speed(s) {np.asarray(speed)[~np.asarray(completed)].tolist()}: the ion was "
             "reflected or trapped within the run (slowdown x the crossing time); no single-pass loss exists"
         )
-    initial_kinetic = system.ion_kinetic_energy(jnp.stack([jnp.zeros_like(speed)] * 2 + [speed], axis=-1))
-    loss = jnp.where(completed, initial_kinetic - system.ion_kinetic_energy(trajectory.velocity_final), jnp.nan)
-    check_precision(loss, initial_kinetic, options.get("dtype", jnp.result_type(float)))
+    initial_kinetic = physical.ion_kinetic_energy(jnp.stack([jnp.zeros_like(speed)] * 2 + [speed], axis=-1))
+    loss = jnp.where(completed, initial_kinetic - physical.ion_kinetic_energy(trajectory.velocity_final), jnp.nan)
+    check_precision(loss, initial_kinetic, trajectory.velocity_final.dtype)
     return SinglePass(speed=speed, loss=loss, completed=completed, trajectory=trajectory)

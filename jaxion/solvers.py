@@ -1,14 +1,26 @@
-"""Symplectic fixed-step diffrax solvers for separable second-order systems ``q'' = a(t, q)``.
+"""Symplectic and Runge-Kutta-Nystroem diffrax solvers for partitioned systems ``q' = D p``,
+``p' = a(t, q)``, using the terms only through diffrax's public term API.
 
-The state is the pair ``y = (q, p)`` with ``p = q'``, and the terms follow diffrax's convention
-for partitioned systems (as :class:`diffrax.SemiImplicitEuler`): ``terms = (drift, kick)`` where
-``drift.vf(t, p, args)`` is ``dq/dt`` (normally ``p`` itself) and ``kick.vf(t, q, args)`` is the
-acceleration ``a(t, q)``. A step of size ``h`` is the symmetric composition
+The state is the pair ``y = (q, p)`` and the terms follow diffrax's convention for partitioned
+systems (as :class:`diffrax.SemiImplicitEuler`): ``terms = (drift, kick)``, the drift's vector
+field a function of ``p`` (normally ``p`` itself) moving ``q``, the kick's a function of ``q``
+moving ``p``. A solver reads the step's controls ``dX = drift.contr(t0, t1)`` and
+``dK = kick.contr(t0, t1)`` once and forms every increment of ``q`` or ``p`` as
+``term.vf_prod(t, z, args, w dX)`` (or ``term.prod(term.vf(t, z, args), w dX)`` for a field it
+keeps) with static weights ``w``; it never scales a vector field by ``h`` itself. So any diffrax
+term works, e.g. an ODE kick ``ODETerm(a)`` (``dK = h``, increment ``h a(q)``) or a noisy one
+``MultiTerm(ODETerm(a), ControlTerm(sigma, brownian_motion))`` (``dK = (h, dW)``, increment
+``h a(q) + sigma(q) dW``).
 
-    p += b_1 h a(q);  q += a_1 h p;  p += b_2 h a(q);  ...;  q += a_m h p;  p += b_{m+1} h a(q)
+A step of :class:`SymplecticComposition` is the symmetric composition (kick-drift-...-drift-kick)
 
-(kick-drift-...-drift-kick). The last kick and the first kick of the next step use the same
-acceleration (first same as last), so a step costs ``m`` force evaluations.
+    p += kick(q; b_1 dK);  q += drift(p; a_1 dX);  p += kick(q; b_2 dK);  ...;
+    q += drift(p; a_m dX);  p += kick(q; b_{m+1} dK),
+
+``kick(q; w dK) = kick.vf_prod(t, q, args, w dK)`` (every kick and drift is the exact flow of its
+term over its weighted control, as neither changes its own argument). The last kick and the first
+kick of the next step use the same vector field (first same as last, kept as the solver state),
+so a step costs ``m`` force evaluations.
 
 * :func:`VelocityVerlet`: ``m = 1``, order 2 (Stoermer-Verlet / leapfrog).
 * :func:`BlanesMoan`: ``m = 6``, order 4: the optimised Runge-Kutta-Nystroem splitting
@@ -17,36 +29,55 @@ acceleration (first same as last), so a step costs ``m`` force evaluations.
 
 Both preserve the symplectic form: on a harmonic (or any) system the energy error oscillates
 without secular drift. The stable step for an oscillator of angular frequency ``w`` is
-``h w < stability_limit()`` (2 for Verlet).
+``h w < stability_limit()`` (2 for Verlet). With a noisy kick the composition of these exact
+sub-flows converges to the Stratonovich solution (which is the Itô one when the noise enters only
+``p`` and depends only on ``q``, as thermal noise does).
 
 :class:`RungeKuttaNystrom` runs an explicit Runge-Kutta tableau (Tsit5, Dopri5, Dopri8) on the
-same ``(q, p)`` terms in Nystroem form, for a drift linear in ``p`` (``dq/dt = D p``): with
-``P_j = p0 + h sum_l a_jl A_l`` substituted, the stages need only the accelerations,
+same ``(q, p)`` terms in Nystroem form, for a drift linear in ``p``: with the kick's stage
+increments ``K_l = kick.prod(kick.vf(t0 + c_l h, Q_l, args), dK)`` (``h A_l`` for an ODE kick) and
+the drift's increments ``drift(P) = drift.vf_prod(t0, P, args, dX)`` (``h D P``), the stages need
+only the ``K_l``,
 
-    Q_i = q0 + h c_i D p0 + h^2 sum_l (a a)_il D A_l,      A_i = a(t0 + c_i h, Q_i),
-    q1 = q0 + h D p0 + h^2 sum_l (b a)_l D A_l,            p1 = p0 + h sum_l b_l A_l,
+    Q_i = q0 + c_i drift(p0) + sum_l (a a)_il drift(K_l),
+    q1 = q0 + drift(p0) + sum_l (b a)_l drift(K_l),      p1 = p0 + sum_l kick.prod(A_l, b_l dK),
 
-which is the tableau's own first-order step (identical in exact arithmetic; the tests compare it
-with diffrax's to rounding) with the stages unrolled over static coefficients. Each stage reads
-``q0`` and the earlier ``A_l`` once: on a 100^3 lattice this is ~4x faster than the generic
-stage loop, whose stage sums run over every stage of a stacked buffer.
+which is the tableau's own first-order step ``P_j = p0 + sum_l a_jl K_l``,
+``Q_i = q0 + sum_j a_ij drift(P_j)`` with the sums exchanged (identical in exact arithmetic; the
+tests compare it with diffrax's to rounding), unrolled over static coefficients. Each stage reads
+``q0``, ``p0`` and the earlier accelerations ``A_l`` once (the drifts fuse into the sum): on a
+100^3 lattice this is ~4x faster than the generic stage loop, whose stage sums run over every
+stage of a stacked buffer. The stage's field is formed by ``vf`` and scaled by ``prod`` (rather
+than ``vf_prod``) because it feeds several sums: a term may fuse ``vf_prod`` into its one consumer
+(:class:`jaxion.full.FullLattice`'s kick does), which here would recompute the force in each.
+Measured on the lattice: summing the momenta before one drift, ``drift(c_i p0 + sum_l (a a)_il
+K_l)``, is 1.8-3x slower per step at L = 12 and 32; applying the two controls separately
+(``dX (dK A_l)``, as general controls need, where scalar ones would allow ``(dX dK) A_l``) costs
+5% more multiplications, ~5% per step where the step is compute-bound (L <= 32) and nothing at
+L >= 48, where it is bound by memory.
+
+Jumps. The first-same-as-last vector field is stale after a jump (``made_jump``): diffrax passes a
+static ``False`` when its step-size controller has no jump times, and the stored field is used
+with no branch at all; otherwise :func:`reuse_unless_jump` re-evaluates it under ``lax.cond``,
+a real branch unless the predicate is batched (``vmap`` over runs whose jump flags differ), where
+JAX evaluates both sides, one extra force evaluation per step but the same result.
 """
 
 import abc
 import functools
+import operator
 from collections.abc import Callable
 from typing import ClassVar
 
 import equinox as eqx
-import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import numpy as np
-from diffrax import AbstractLocalInterpolation, AbstractSolver, AbstractTerm, RESULTS
+from diffrax import AbstractLocalInterpolation, AbstractSolver, AbstractStratonovichSolver, AbstractTerm, RESULTS
 
 
 class _EndpointInterpolation(AbstractLocalInterpolation):
-    """Dense output on ``[t0, t1]`` as fixed weights of end values, ``y(t0 + s h) = sum_k w_k(s, h)
+    """Dense output on ``[t0, t1]`` as fixed weights of end values, ``y(t0 + s h) = sum_k w_k(s)
     v_k`` (:meth:`_at`), evaluated only when asked; an interval is the difference of its ends."""
 
     t0: jax.Array
@@ -59,16 +90,20 @@ class _EndpointInterpolation(AbstractLocalInterpolation):
         if t1 is not None:
             return jax.tree.map(jnp.subtract, self.evaluate(t1), self.evaluate(t0))
         h = self.t1 - self.t0
-        return self._at((t0 - self.t0) / jnp.where(h == 0, 1.0, h), h)
+        return self._at((t0 - self.t0) / jnp.where(h == 0, 1.0, h))
 
     @abc.abstractmethod
-    def _at(self, s, h):
-        """The interpolant at the fraction ``s`` of the step ``h``."""
+    def _at(self, s):
+        """The interpolant at the fraction ``s`` of the step."""
 
 
 def _weighted(weights, *trees):
     """``sum_k weights[k] * trees[k]`` leaf by leaf, in each leaf's dtype."""
-    return jax.tree.map(lambda *values: sum(jnp.asarray(w, values[0].dtype) * v for w, v in zip(weights, values)), *trees)
+
+    def leaf(*values):
+        return functools.reduce(operator.add, [jnp.asarray(w, values[0].dtype) * v for w, v in zip(weights, values)])
+
+    return jax.tree.map(leaf, *trees)
 
 
 class Linear(_EndpointInterpolation):
@@ -77,16 +112,16 @@ class Linear(_EndpointInterpolation):
     ``y1 - y0``, which XLA hoists out of the save loop and then computes every step (two passes
     over a 100^3 lattice's state, ~8% of a symplectic step)."""
 
-    def _at(self, s, h):
+    def _at(self, s):
         return _weighted((1 - s, s), self.y0, self.y1)
 
 
-class SymplecticComposition(AbstractSolver):
+class SymplecticComposition(AbstractStratonovichSolver):
     """Symmetric kick-drift composition for ``(q, p)`` states; see the module docstring.
 
     Attributes:
-        kicks: static ``m + 1`` kick coefficients ``b_i`` (sum 1).
-        drifts: static ``m`` drift coefficients ``a_i`` (sum 1).
+        kicks: static ``m + 1`` kick weights ``b_i`` (sum 1).
+        drifts: static ``m`` drift weights ``a_i`` (sum 1).
         method_order: classical order of the composition.
     """
 
@@ -107,44 +142,39 @@ class SymplecticComposition(AbstractSolver):
         return self.method_order
 
     def init(self, terms, t0, t1, y0, args):
-        """Solver state: the acceleration at ``(t0, q0)`` (reused by the first kick)."""
-        return _acceleration(terms, t0, y0[0], args)
+        """Solver state: the kick's vector field ``kick.vf(t0, q0, args)`` (the first kick's)."""
+        return terms[1].vf(t0, y0[0], args)
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        """One composition step from ``t0`` to ``t1``; returns diffrax's step tuple."""
+        """One composition step from ``t0`` to ``t1``; returns diffrax's step tuple (the solver
+        state is the kick's vector field at the step's end)."""
         drift, kick = terms
         q, p = y0
-        h = jnp.asarray(t1 - t0)
-        # After a jump the stored acceleration is stale. ``unvmap_any`` keeps the predicate
-        # unbatched, so under ``vmap`` this stays a real branch rather than computing both.
-        acceleration = jax.lax.cond(
-            eqxi.unvmap_any(made_jump),
-            lambda: _acceleration(terms, t0, q, args),
-            lambda: solver_state,
-        )
-        p = _axpy(self.kicks[0] * h, acceleration, p)
+        h = jnp.asarray(t1 - t0)  # advances the times the vector fields are evaluated at
+        moves, pushes = drift.contr(t0, t1), kick.contr(t0, t1)
+        field = reuse_unless_jump(made_jump, solver_state, lambda: kick.vf(t0, q, args))
+        p = _add(p, kick.prod(field, _scaled(self.kicks[0], pushes)))
 
-        def drift_to(q, p, t, fraction):
-            return _axpy(fraction * h, drift.vf(t, p, args), q), t + fraction * h
+        def drift_to(q, p, t, weight):
+            return _add(q, drift.vf_prod(t, p, args, _scaled(weight, moves))), t + weight * h
 
-        def stage(carry, coefficients):
-            # drift a_i h, then kick b_{i+1} h at the new positions; a scan (not a Python loop)
-            # so the force is traced and compiled once. No acceleration leaves the stage, so a
-            # term with a fused kick (``_kicked``) writes no acceleration array.
+        def stage(carry, weights):
+            # drift a_i dX, then kick b_{i+1} dK at the new positions; a scan (not a Python loop)
+            # so the force is traced and compiled once
             q, p, t = carry
-            drift_fraction, kick_fraction = coefficients
-            q, t = drift_to(q, p, t, drift_fraction)
-            return (q, _kicked(kick, t, q, p, args, kick_fraction * h), t), None
+            drift_weight, kick_weight = weights
+            q, t = drift_to(q, p, t, drift_weight)
+            return (q, _add(p, kick.vf_prod(t, q, args, _scaled(kick_weight, pushes))), t), None
 
         t = t0
         if len(self.drifts) > 1:
             inner = (jnp.asarray(self.drifts[:-1], h.dtype), jnp.asarray(self.kicks[1:-1], h.dtype))
             (q, p, t), _ = jax.lax.scan(stage, (q, p, t), inner)
-        # the last stage keeps its acceleration: the next step's first kick (first same as last)
+        # the last stage keeps its vector field: the next step's first kick (first same as last)
         q, t = drift_to(q, p, t, self.drifts[-1])
-        acceleration = kick.vf(t, q, args)
-        y1 = (q, _axpy(self.kicks[-1] * h, acceleration, p))
-        return y1, None, dict(y0=y0, y1=y1), acceleration, RESULTS.successful
+        field = kick.vf(t, q, args)
+        y1 = (q, _add(p, kick.prod(field, _scaled(self.kicks[-1], pushes))))
+        return y1, None, dict(y0=y0, y1=y1), field, RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return _field(terms, t0, y0, args)
@@ -160,32 +190,30 @@ class SymplecticComposition(AbstractSolver):
 
 
 def _field(terms, t, y, args):
-    """``(dq/dt, dp/dt)`` of the partitioned terms at ``y = (q, p)``."""
+    """``(drift.vf(t, p), kick.vf(t, q))`` of the partitioned terms at ``y = (q, p)``."""
     drift, kick = terms
     return drift.vf(t, y[1], args), kick.vf(t, y[0], args)
 
 
-def _acceleration(terms, t, q, args):
-    return terms[1].vf(t, q, args)
+def reuse_unless_jump(made_jump, stored, recompute):
+    """A solver's stored first-same-as-last value, or ``recompute()`` where a jump made it stale
+    (diffrax's ``made_jump``; module docstring): resolved at trace time when diffrax passes a static
+    ``bool``, else a ``lax.cond``, which JAX turns into computing both and selecting when
+    ``made_jump`` is batched under ``vmap``."""
+    if isinstance(made_jump, bool):
+        return recompute() if made_jump else stored
+    return jax.lax.cond(made_jump, recompute, lambda: stored)
 
 
-def _kicked(kick, t, q, p, args, scale):
-    """``p + scale a(t, q)``. A kick term may provide this update itself (a ``kicked(t, q, p,
-    args, scale)`` method) so that it runs as one pass with no acceleration array written; on a
-    100^3 lattice that saves one write and one read of the state per force evaluation. The
-    method is found through diffrax's ``WrapTerm(term, direction)``, which ``diffeqsolve`` puts
-    around every term and which evaluates ``term.vf(direction * t, ...)``."""
-    term, time = kick, t
-    while not hasattr(term, "kicked") and hasattr(term, "term") and hasattr(term, "direction"):
-        term, time = term.term, time * term.direction
-    if hasattr(term, "kicked"):
-        return term.kicked(time, q, p, args, scale)
-    return _axpy(scale, kick.vf(t, q, args), p)
+def _scaled(weight, control):
+    """``weight * control`` leaf by leaf, the weight cast to each leaf's dtype first (a scalar
+    ``h`` for an ODE term, a tuple such as ``(h, dW)`` for a ``MultiTerm``)."""
+    return jax.tree.map(lambda c: jnp.asarray(weight, jnp.result_type(c)) * c, control)
 
 
-def _axpy(alpha, x, y):
-    """``y + alpha x`` leaf by leaf, keeping each leaf's dtype (float32 states stay float32)."""
-    return jax.tree.map(lambda xi, yi: (yi + jnp.asarray(alpha, yi.dtype) * xi).astype(yi.dtype), x, y)
+def _add(y, increment):
+    """``y + increment`` leaf by leaf, keeping each leaf's dtype (float32 states stay float32)."""
+    return jax.tree.map(lambda yi, di: (yi + di).astype(yi.dtype), y, increment)
 
 
 @functools.cache
@@ -224,31 +252,32 @@ def BlanesMoan():
     )
 
 
-
 class CubicHermite(_EndpointInterpolation):
     """Cubic Hermite interpolant on ``[t0, t1]`` from the end values ``y0``, ``y1`` and the
-    derivatives ``f0``, ``f1`` (not scaled by ``h``), evaluated only when asked (no per-step work):
+    increments ``k0 = h y'(t0)``, ``k1 = h y'(t1)`` (each a vector field times the step's control),
+    evaluated only when asked (no per-step work):
 
-        y(t0 + s h) = (1 - s)^2 (1 + 2 s) y0 + s^2 (3 - 2 s) y1 + h s (1 - s) [(1 - s) f0 - s f1].
+        y(t0 + s h) = (1 - s)^2 (1 + 2 s) y0 + s^2 (3 - 2 s) y1 + s (1 - s) [(1 - s) k0 - s k1].
     """
 
-    f0: object
-    f1: object
+    k0: object
+    k1: object
 
-    def _at(self, s, h):
-        weights = ((1 - s) ** 2 * (1 + 2 * s), s**2 * (3 - 2 * s), h * s * (1 - s) ** 2, -h * s**2 * (1 - s))
-        return _weighted(weights, self.y0, self.y1, self.f0, self.f1)
+    def _at(self, s):
+        weights = ((1 - s) ** 2 * (1 + 2 * s), s**2 * (3 - 2 * s), s * (1 - s) ** 2, -(s**2) * (1 - s))
+        return _weighted(weights, self.y0, self.y1, self.k0, self.k1)
 
 
 class RungeKuttaNystrom(AbstractSolver):
     """An explicit Runge-Kutta tableau on ``(q, p)`` states in Nystroem form (module docstring).
 
-    ``terms = (drift, kick)`` as for :class:`SymplecticComposition`; ``drift.vf(t, p, args)`` must
-    be linear in ``p`` and independent of ``t`` (``p`` itself for the lattice). Fixed or adaptive
-    steps: the embedded error estimate is the tableau's, ``h sum_j e_j K_j``, in the same form.
-    Dense output is the cubic Hermite interpolant of ``q`` and ``p`` (:class:`CubicHermite`).
-    The acceleration at the end of a step is the next step's first stage, so a step costs
-    ``stages - 1`` accelerations for first-same-as-last tableaux (Tsit5: 6) and ``stages`` otherwise.
+    ``terms = (drift, kick)`` as for :class:`SymplecticComposition`; the drift's increment
+    ``drift.vf_prod(t, P, args, dX)`` must be linear in ``P`` and independent of ``t`` (``h P``
+    for the lattice's ``q' = p``). Fixed or adaptive steps: the embedded error estimate is the
+    tableau's, ``sum_j e_j`` times the stage increments, in the same form. Dense output is the
+    cubic Hermite interpolant of ``q`` and ``p`` (:class:`CubicHermite`). The kick's vector field
+    at the end of a step is the next step's first stage, so a step costs ``stages - 1`` force
+    evaluations for first-same-as-last tableaux (Tsit5: 6) and ``stages`` otherwise.
 
     Args:
         tableau: a diffrax ``ButcherTableau``, e.g. ``diffrax.Tsit5.tableau`` (kept as static
@@ -280,8 +309,8 @@ class RungeKuttaNystrom(AbstractSolver):
         return self.method_order
 
     def init(self, terms, t0, t1, y0, args):
-        """Solver state: the acceleration at ``(t0, q0)`` (the first stage)."""
-        return _acceleration(terms, t0, y0[0], args)
+        """Solver state: the kick's vector field ``kick.vf(t0, q0, args)`` (the first stage's)."""
+        return terms[1].vf(t0, y0[0], args)
 
     def coefficients(self):
         """Static NumPy ``(c, a a, b, b a, e, e a)`` (``a`` the full lower triangle, ``e`` the
@@ -292,51 +321,49 @@ class RungeKuttaNystrom(AbstractSolver):
         return a.sum(axis=1)[:inner], (a @ a)[:inner], b, b @ a, e, e @ a
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
-        """One step from ``t0`` to ``t1``; returns diffrax's step tuple."""
+        """One step from ``t0`` to ``t1``; returns diffrax's step tuple (the solver state is the
+        kick's vector field at the step's end)."""
         drift, kick = terms
         q0, p0 = y0
         h = jnp.asarray(t1 - t0)
+        moves, pushes = drift.contr(t0, t1), kick.contr(t0, t1)
         c, aa, b, ba, e, ea = self.coefficients()
-        first = jax.lax.cond(
-            eqxi.unvmap_any(made_jump), lambda: _acceleration(terms, t0, q0, args), lambda: solver_state
-        )
-        velocity = drift.vf(t0, p0, args)
-        accelerations, driven = [first], [drift.vf(t0, first, args)]  # A_l and D A_l
+        fields = [reuse_unless_jump(made_jump, solver_state, lambda: kick.vf(t0, q0, args))]  # A_l
+        moved = drift.vf_prod(t0, p0, args, moves)  # drift(p0)
+        driven = [drift.vf_prod(t0, kick.prod(fields[0], pushes), args, moves)]  # drift(K_l)
+
+        def drifted(weight, weights):
+            """``weight drift(p0) + sum_l weights_l drift(K_l)``."""
+            return _combine([(weight, moved)] + list(zip(weights, driven)))
+
+        def kicked(weights, fields):
+            """``sum_l weights_l K_l``, each term ``kick.prod(A_l, weights_l dK)``."""
+            return _sum([kick.prod(field, _scaled(w, pushes)) for w, field in zip(weights, fields) if w != 0.0])
+
         for i in range(1, len(c)):
-            q = _combine(q0, h, [(c[i], 1, velocity)] + [(aa[i, l], 2, driven[l]) for l in range(i)])
-            accelerations.append(kick.vf(t0 + c[i] * h, q, args))
-            driven.append(drift.vf(t0, accelerations[-1], args))
-        stages = range(len(c))
-        q1 = _combine(q0, h, [(1.0, 1, velocity)] + [(ba[l], 2, driven[l]) for l in stages])
-        p1 = _combine(p0, h, [(b[l], 1, accelerations[l]) for l in stages])
+            fields.append(kick.vf(t0 + c[i] * h, _add(q0, drifted(c[i], aa[i])), args))
+            driven.append(drift.vf_prod(t0, kick.prod(fields[-1], pushes), args, moves))
+        stages = len(c)
+        q1, p1 = _add(q0, drifted(1.0, ba)), _add(p0, kicked(b, fields))
         last = kick.vf(t1, q1, args)
-        # the last stage of a first-same-as-last tableau is (t1, q1): its acceleration is `last`
-        closing = [(e[-1], 1, last)] if len(c) < len(b) else []
-        error = (
-            _combine(None, h, [(float(np.sum(e)), 1, velocity)] + [(ea[l], 2, driven[l]) for l in stages]),
-            _combine(None, h, [(e[l], 1, accelerations[l]) for l in stages] + closing),
-        )
+        # the last stage of a first-same-as-last tableau is (t1, q1), whose field is `last`
+        error = (drifted(float(np.sum(e)), ea), kicked(e, fields + [last]))
         y1 = (q1, p1)
-        dense = dict(y0=y0, y1=y1, f0=(velocity, first), f1=(drift.vf(t1, p1, args), last))
+        dense = dict(y0=y0, y1=y1, k0=(moved, kick.prod(fields[0], pushes)),
+                     k1=(drift.vf_prod(t1, p1, args, moves), kick.prod(last, pushes)))
         return y1, error, dense, last, RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return _field(terms, t0, y0, args)
 
 
-def _combine(base, h, terms):
-    """``base + sum_k coefficient_k h^power_k x_k`` leaf by leaf for ``terms`` of
-    ``(coefficient, power, x)`` (``base=None``: the sum alone), in the dtype of ``x``. Terms with a
-    zero static coefficient are dropped, so the whole sum is one fused pass over the rest."""
-    terms = [(coefficient, power, x) for coefficient, power, x in terms if coefficient != 0.0]
-    trees = ([] if base is None else [base]) + [x for _, _, x in terms]
+def _combine(terms):
+    """``sum_k weight_k x_k`` leaf by leaf for ``terms`` of ``(weight, x)``, in the dtype of ``x``.
+    Terms with a zero static weight are dropped, so the whole sum is one fused pass over the rest."""
+    terms = [(weight, x) for weight, x in terms if weight != 0.0]
+    return _weighted([weight for weight, _ in terms], *[x for _, x in terms])
 
-    def leaf(*values):
-        out = values[0] if base is not None else None
-        for (coefficient, power, _), x in zip(terms, values[len(values) - len(terms) :]):
-            step = jnp.asarray(coefficient * h**power, x.dtype) * x
-            out = step if out is None else out + step
-        return out
 
-    return jax.tree.map(leaf, *trees)
-
+def _sum(trees):
+    """``trees[0] + trees[1] + ...`` leaf by leaf (one fused pass)."""
+    return jax.tree.map(lambda *leaves: functools.reduce(operator.add, leaves), *trees)

@@ -178,21 +178,3 @@ class UnitSystem(eqx.Module):
         """Friction tensor ``Gamma`` in amu/ps -> dimensionless ``H M H``."""
         return friction / (2.0 * jnp.pi * self.mass * self.omega)
 
-
-def spring_lattice_recoil(mass, spacing, k1, k2, n_theta=48, n_phi=96):
-    """Physical ``L`` (s^3/kg) of a simple cubic spring lattice, through the dimensionless model.
-
-    The lattice (framework mass ``mass`` amu, lattice constant ``spacing`` Å, central springs
-    ``k1`` to the 6 nearest and ``k2`` to the 12 next-nearest neighbours, eV/Å^2) is made
-    dimensionless with ``K = k1``; its recoil matrix ``M`` (Eq. 23, sphere quadrature of
-    ``SimpleCubic.recoil_density``) is converted with ``L = 2 pi l^2 M / (hbar Omega^2)``.
-
-    Returns:
-        ``(3, 3)``.
-    """
-    from .dissipation import recoil_matrix
-    from .lattice import SimpleCubic
-
-    units = UnitSystem(mass, k1)
-    lattice = SimpleCubic(k1=1.0, k2=jnp.asarray(k2) / units.spring, spacing=units.from_angstrom(spacing))
-    return units.recoil_to_si(recoil_matrix(lattice, n_theta=n_theta, n_phi=n_phi))

@@ -16,8 +16,10 @@
 # With `--quick`: one width, 3 speeds, L = 10 (a smoke run: such a small box is far from the
 # infinite lattice at low speed, see `finite_size.py`). With `--method kernel`: the same periodic
 # lattice integrated out exactly into a memory kernel on the interacting mass (`jaxion.kernel`),
-# minutes instead of an hour; results in `results/.../kernel/`. Both run the paper's 50 speeds per
-# curve; `--speeds N` runs N instead (results in `speedsN/`).
+# minutes instead of an hour; results in `kernel/`. Both run the paper's 50 speeds per curve;
+# `--speeds N` runs N instead (results in `speedsN/`). Results go under `--out` (default
+# `out/notebooks/fig4_single_site/`, git-ignored; `quick/` with `--quick`; `--out
+# notebooks/results/fig4_single_site` refreshes the committed gallery).
 
 # %%
 from pathlib import Path
@@ -25,8 +27,8 @@ from pathlib import Path
 from jaxion import experiments, plotting
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-RESULTS = HERE / "results" / "fig4_single_site"
-data, OUT = experiments.cubic_figure_from_command_line("fig4", RESULTS)
+DEFAULT = HERE.parent / "out" / "notebooks" / "fig4_single_site"  # git-ignored
+data, OUT, RESULTS = experiments.cubic_figure_from_command_line("fig4", DEFAULT)  # also parses --out
 
 # %% [markdown]
 # Full-lattice points (circles) with the kernel method's (crosses) where both runs are saved; the

@@ -16,6 +16,8 @@
 # masses, which long waves do not see) predicts the low-speed loss. With `--quick`: the face
 # only, one width, 3 speeds, L = 10. `--method kernel`: the lattice integrated out exactly, as in
 # `fig4_single_site.py`.
+# Results go under `--out` (default `out/notebooks/fig5_multi_site/`, git-ignored; `quick/` with
+# `--quick`; `--out notebooks/results/fig5_multi_site` refreshes the committed gallery).
 
 # %%
 from pathlib import Path
@@ -23,8 +25,8 @@ from pathlib import Path
 from jaxion import experiments, plotting
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-RESULTS = HERE / "results" / "fig5_multi_site"
-data, OUT = experiments.cubic_figure_from_command_line("fig5", RESULTS)
+DEFAULT = HERE.parent / "out" / "notebooks" / "fig5_multi_site"  # git-ignored
+data, OUT, RESULTS = experiments.cubic_figure_from_command_line("fig5", DEFAULT)  # also parses --out
 
 # %% [markdown]
 # Full-lattice points (circles) with the kernel method's (crosses) where both runs are saved; the

@@ -24,9 +24,12 @@
 #     python notebooks/fig6_infinite.py            # tau = 30 (~12 minutes on 2 cores)
 #     python notebooks/fig6_infinite.py --quick    # tau = 2, small boxes (< 40 s)
 #
-# Writes ``kernel_infinite.npz`` (and ``kernel_infinite_check.npz``, ``kernel_L100.npz``,
-# ``local_infinite.npz``, ``kernel_L<size>.npz``: ts, position, velocity, energy), ``fig6_infinite.json`` and
-# ``fig6_infinite.png`` into ``notebooks/results/fig6/`` (``fig6_quick/`` with ``--quick``).
+# The setup is ``jaxion.experiments.fig6_setup()`` and the analysis ``jaxion.trapped.cycle_analysis``
+# (as in ``fig6_trapped.py``). Writes ``kernel_infinite.npz`` (and ``kernel_infinite_check.npz``,
+# ``local_infinite.npz``, ``kernel_L<size>.npz``: ts, position, velocity, energy, wall_seconds),
+# ``fig6_infinite.json`` and ``fig6_infinite.png`` into ``--out`` (default ``out/notebooks/fig6/``,
+# git-ignored, the folder ``fig6_trapped.py`` writes its full runs to; ``quick/`` inside it with
+# ``--quick``; ``--out notebooks/results/fig6`` refreshes the committed results).
 
 # %%
 import argparse
@@ -36,18 +39,15 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-import jaxion  # noqa: F401  (float64)
-from jaxion import kernel
-from jaxion.lattice import SimpleCubic
-from jaxion.potentials import Gaussian
-from jaxion.simulation import simulate
-from jaxion.system import System
+from jaxion import experiments, kernel, trapped
 
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 parser = argparse.ArgumentParser(description="Fig. 6 with the infinite-lattice kernel")
 parser.add_argument("--quick", action="store_true", help="tau = 2 and small boxes (smoke run)")
+parser.add_argument("--out", type=Path, default=HERE.parent / "out" / "notebooks" / "fig6",
+                    help="results folder (default out/notebooks/fig6, git-ignored)")
 args, _ = parser.parse_known_args(sys.argv[1:] if __name__ == "__main__" else [])
 
 QUICK = args.quick
@@ -59,14 +59,11 @@ FINITE_SIZES = (L_FINITE,) if QUICK else (32, 48, 64, L_FINITE)
 # production boundary and a different one for the error estimate (the two differ only by echoes)
 BOUNDARY = kernel.AbsorbingBoundary(box=20, layer=5) if QUICK else kernel.AbsorbingBoundary()
 CHECK = kernel.AbsorbingBoundary(box=16, layer=3) if QUICK else kernel.AbsorbingBoundary(box=48, layer=18)
-OUT = Path(__file__).resolve().parent / "results" / ("fig6_quick" if QUICK else "fig6")
+OUT = args.out / ("quick" if QUICK else "")
 OUT.mkdir(parents=True, exist_ok=True)
 
-Z0 = 7.0
-SYSTEM = System(SimpleCubic(15.0, 5.0, 2.0), Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)],
-                mass=(jnp.inf, jnp.inf, 1.0))
-POSITION = jnp.array([0.0, 0.0, Z0])
-VELOCITY = jnp.array([0.0, 0.0, 7.5])
+SETUP = experiments.fig6_setup()  # z0 = 3.5 alpha = 7, v0 = 7.5
+SYSTEM = SETUP.system
 CELLS = SYSTEM.site_cells
 
 # %% [markdown]
@@ -115,29 +112,8 @@ for size in FINITE_SIZES:
 # %%
 
 
-def crossings(ts, z, vz):
-    """Upward crossings of ``Z0``: times and speeds by linear interpolation (error ~ dt^2 |z''|,
-    ~1e-4 at dt = 5e-3)."""
-    up = np.nonzero((z[:-1] <= Z0) & (z[1:] > Z0))[0]
-    s = (Z0 - z[up]) / (z[up + 1] - z[up])
-    return ts[up] + s * (ts[up + 1] - ts[up]), vz[up] + s * (vz[up + 1] - vz[up])
-
-
-def analyse(data):
-    """Mean period between upward crossings and the geometric ratio of the ion's kinetic energy
-    at successive crossings (energy decay per cycle)."""
-    times, speeds = crossings(data["ts"], data["position"][:, 2], data["velocity"][:, 2])
-    kinetic = speeds**2 / (8 * np.pi**2)
-    ratio = float(np.exp(np.polyfit(np.arange(len(kinetic)), np.log(kinetic), 1)[0])) if len(kinetic) > 1 else np.nan
-    return dict(cycles=len(times) - 1, period=float(np.mean(np.diff(times))) if len(times) > 1 else np.nan,
-                energy_ratio_per_cycle=ratio, kinetic_at_crossings=kinetic.tolist())
-
-
 def run(name, **options):
-    began = time.perf_counter()
-    trajectory = simulate(SYSTEM, POSITION, VELOCITY, TAU, n_save=N_SAVE, **options)
-    data = {key: np.asarray(getattr(trajectory, key)) for key in ("ts", "position", "velocity", "energy")}
-    data["wall_seconds"] = time.perf_counter() - began
+    _, data = trapped.timed_run(SYSTEM, SETUP.position, SETUP.velocity, TAU, n_save=N_SAVE, **options)
     np.savez(OUT / f"{name}.npz", **data)
     print(f"{name}: {data['wall_seconds']:.1f} s", flush=True)
     return data
@@ -159,24 +135,17 @@ if full.exists():
 # ## Summary
 
 # %%
-table = {name: analyse(data) for name, data in runs.items()}
-z_inf = runs["kernel_infinite"]["position"][:, 2]
-trajectory_error = float(np.max(np.abs(z_inf - runs["kernel_infinite_check"]["position"][:, 2])))
+table = {name: trapped.cycle_analysis(data["ts"], data["position"], data["velocity"], SETUP.center)
+         for name, data in runs.items()}
+trajectory_error = trapped.z_difference(runs["kernel_infinite_check"], runs["kernel_infinite"])["max"]
 for name, stats in table.items():
     print(f"{name:>24}: period {stats['period']:.4f}, energy ratio per cycle {stats['energy_ratio_per_cycle']:.5f}, "
           f"cycles {stats['cycles']}")
 print(f"max |z_1 - z_2| between the two absorbing boxes: {trajectory_error:.2e}")
 
 
-def max_difference_z(data, reference):
-    """max |z - z_reference| at ``reference``'s save times, which lie on ``data``'s finer grid."""
-    index = np.clip(np.searchsorted(data["ts"], reference["ts"] - 1e-9), 0, len(data["ts"]) - 1)
-    common = np.isfinite(reference["ts"]) & (np.abs(data["ts"][index] - reference["ts"]) < 1e-9)
-    return float(np.max(np.abs(data["position"][index[common], 2] - reference["position"][common, 2])))
-
-
 # the exact kernel against the whole-lattice run of the same finite lattice (fig6_trapped.py), where both exist
-kernel_vs_full = {size: max_difference_z(runs[f"kernel_L{size}"], dict(np.load(OUT / f"full_L{size}.npz")))
+kernel_vs_full = {size: trapped.z_difference(runs[f"kernel_L{size}"], dict(np.load(OUT / f"full_L{size}.npz")))["max"]
                   for size in finite if (OUT / f"full_L{size}.npz").exists()}
 for size, error in kernel_vs_full.items():
     print(f"L={size}: max |z_kernel - z_full| = {error:.2e}")

@@ -31,32 +31,32 @@
 #     python notebooks/fig6_trapped.py            # the real thing: hours (L = 100 full run)
 #     python notebooks/fig6_trapped.py --quick    # L = 10, tau = 2: a smoke run (< 60 s)
 #
-# Every run writes ``<name>.npz`` (ts, position, velocity, energy) and ``<name>.json`` (its
-# analysis and wall time) into ``notebooks/results/fig6/`` (``fig6_quick/`` with ``--quick``) as
-# soon as it finishes, and is skipped when its file exists (``--force`` recomputes), so an
-# interrupted session resumes where it stopped. Full runs show a progress bar.
+# The setup is ``jaxion.experiments.fig6_setup()`` and the analysis ``jaxion.trapped.cycle_analysis``
+# (the same as ``jaxion figure 6`` and ``fig6_infinite.py``). Every run writes ``<name>.npz`` (ts,
+# position, velocity, energy, wall_seconds) and ``<name>.json`` (its analysis and wall time) into
+# ``--out`` (default ``out/notebooks/fig6/``, git-ignored; ``quick/`` inside it with ``--quick``;
+# ``--out notebooks/results/fig6`` refreshes the committed results) as soon as it finishes, and is
+# skipped when its file exists (``--force`` recomputes), so an interrupted session resumes where it
+# stopped. Full runs show a progress bar.
 
 # %%
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
-import jaxion  # noqa: F401  (float64)
-from jaxion.lattice import SimpleCubic
-from jaxion.potentials import Gaussian
-from jaxion.simulation import simulate
-from jaxion.system import System
+from jaxion import experiments, trapped
 
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 parser = argparse.ArgumentParser(description="Fig. 6: trapped ion, full lattice vs time-local")
 parser.add_argument("--quick", action="store_true", help="L = 10 and tau = 2 only (smoke run)")
 parser.add_argument("--force", action="store_true", help="recompute runs whose results exist")
 parser.add_argument("--full-solver", default="symplectic", help="solver of the full runs (default Blanes-Moan)")
 parser.add_argument("--full-dt", type=float, default=0.01, help="time step of the full runs")
+parser.add_argument("--out", type=Path, default=HERE.parent / "out" / "notebooks" / "fig6",
+                    help="results folder (default out/notebooks/fig6, git-ignored)")
 args, _ = parser.parse_known_args(sys.argv[1:] if __name__ == "__main__" else [])
 
 QUICK = args.quick
@@ -65,61 +65,16 @@ L_MAIN = 10 if QUICK else 100
 L_CONVERGENCE = () if QUICK else (24, 32, 48, 64)
 SAVE_EVERY = args.full_dt  # on the full runs' step grid; a cycle lasts ~0.8 periods
 N_SAVE = int(round(TAU / SAVE_EVERY)) + 1
-OUT = Path(__file__).resolve().parent / "results" / ("fig6_quick" if QUICK else "fig6")
+OUT = args.out / ("quick" if QUICK else "")
 OUT.mkdir(parents=True, exist_ok=True)
 
-Z0 = 7.0  # trap centre, z = 3.5 alpha
-SYSTEM = System(SimpleCubic(), Gaussian(1.0, 0.5), sites=[(0, 0, j) for j in range(8)], mass=(jnp.inf, jnp.inf, 1.0))
-POSITION = jnp.array([0.0, 0.0, Z0])
-VELOCITY = jnp.array([0.0, 0.0, 7.5])
-
-# %% [markdown]
-# ## Analysis of one trajectory
-
-# %%
+SETUP = experiments.fig6_setup()  # z0 = 3.5 alpha = 7, v0 = 7.5
+SYSTEM = SETUP.system
 
 
-def crossings(ts, z, vz):
-    """Times and speeds of upward crossings of ``Z0``: the cubic Hermite interpolant of ``z``
-    through the saved positions and velocities (error ~ dt^4; linear interpolation of ``vz``
-    would be off by ~dt^2 |vz''| / 8, a few 1e-3 at dt = 0.01)."""
-    ok = np.isfinite(ts)
-    ts, z, vz = ts[ok], z[ok], vz[ok]
-    up = np.nonzero((z[:-1] <= Z0) & (z[1:] > Z0))[0]  # the start (z = Z0, moving up) counts
-    h = ts[up + 1] - ts[up]
-    z0, z1, v0, v1 = z[up], z[up + 1], h * vz[up], h * vz[up + 1]
-    s = (Z0 - z0) / (z1 - z0)
-    for _ in range(8):  # Newton on the Hermite cubic, from the linear estimate
-        value = (2 * s**3 - 3 * s**2 + 1) * z0 + (3 * s**2 - 2 * s**3) * z1
-        value = value + (s**3 - 2 * s**2 + s) * v0 + (s**3 - s**2) * v1
-        slope = (6 * s**2 - 6 * s) * (z0 - z1) + (3 * s**2 - 4 * s + 1) * v0 + (3 * s**2 - 2 * s) * v1
-        s = np.clip(s - (value - Z0) / slope, 0.0, 1.0)
-    slope = (6 * s**2 - 6 * s) * (z0 - z1) + (3 * s**2 - 4 * s + 1) * v0 + (3 * s**2 - 2 * s) * v1
-    return ts[up] + s * h, slope / h
-
-
-def geometric_ratio(values):
-    """Per-step ratio of a geometric fit ``values_n ~ A r^n`` (``nan`` with fewer than 2 values)."""
-    values = np.asarray(values)
-    if len(values) < 2 or np.any(values <= 0):
-        return float("nan")
-    return float(np.exp(np.polyfit(np.arange(len(values)), np.log(values), 1)[0]))
-
-
-def analyse(ts, position, velocity):
+def analyse(data):
     """Period, energy and amplitude decay per cycle (see the introduction)."""
-    z, vz = position[:, 2], velocity[:, 2]
-    times, speeds = crossings(ts, z, vz)
-    kinetic = SYSTEM.ion_kinetic_energy(np.stack([0 * speeds, 0 * speeds, speeds], axis=-1))
-    amplitudes = [0.5 * np.ptp(z[(ts >= a) & (ts < b)]) for a, b in zip(times[:-1], times[1:])]
-    return dict(
-        cycles=int(max(len(times) - 1, 0)),
-        period=float(np.mean(np.diff(times))) if len(times) > 1 else float("nan"),
-        first_periods=[float(p) for p in np.diff(times)[:3]],
-        energy_ratio_per_cycle=geometric_ratio(np.asarray(kinetic)),
-        amplitude_ratio_per_cycle=geometric_ratio(amplitudes),
-        kinetic_at_crossings=[float(k) for k in np.asarray(kinetic)],
-    )
+    return trapped.cycle_analysis(data["ts"], data["position"], data["velocity"], SETUP.center)
 
 
 # %% [markdown]
@@ -136,15 +91,12 @@ def run(name, **options):
         print(f"{name}: loaded from {path.name}", flush=True)
         return data
     print(f"{name}: running {options} ...", flush=True)
-    began = time.perf_counter()
-    trajectory = simulate(SYSTEM, POSITION, VELOCITY, TAU, n_save=N_SAVE, **options)
-    data = {key: np.asarray(getattr(trajectory, key)) for key in ("ts", "position", "velocity", "energy")}
-    seconds = time.perf_counter() - began
+    _, data = trapped.timed_run(SYSTEM, SETUP.position, SETUP.velocity, TAU, n_save=N_SAVE, **options)
     np.savez(path, **data)
-    summary = dict(name=name, options={k: v for k, v in options.items() if k != "progress"}, wall_seconds=seconds,
-                   **analyse(data["ts"], data["position"], data["velocity"]))
+    summary = dict(name=name, options={k: v for k, v in options.items() if k != "progress"},
+                   wall_seconds=data["wall_seconds"], **analyse(data))
     (OUT / f"{name}.json").write_text(json.dumps(summary, indent=1))
-    print(f"{name}: {seconds:.1f} s, period {summary['period']:.4f}, "
+    print(f"{name}: {data['wall_seconds']:.1f} s, period {summary['period']:.4f}, "
           f"energy ratio/cycle {summary['energy_ratio_per_cycle']:.4f}", flush=True)
     return data
 
@@ -171,20 +123,8 @@ for size in L_CONVERGENCE + (L_MAIN,):  # smallest first: early numbers while th
 
 # %%
 reference = runs[f"full_L{L_MAIN}"]
-
-
-def rms_difference(data, other):
-    """RMS of ``z - z_other`` at ``other``'s save times (``data`` linearly interpolated)."""
-    ok, mine = np.isfinite(other["ts"]), np.isfinite(data["ts"])
-    z = np.interp(other["ts"][ok], data["ts"][mine], data["position"][mine, 2])
-    return float(np.sqrt(np.mean((z - other["position"][ok, 2]) ** 2)))
-
-
-table = {}
-for name, data in runs.items():
-    stats = analyse(data["ts"], data["position"], data["velocity"])
-    stats["rms_dz_vs_full"] = rms_difference(data, reference)
-    table[name] = stats
+table = {name: dict(analyse(data), rms_dz_vs_full=trapped.z_difference(data, reference)["rms"])
+         for name, data in runs.items()}
 full_stats = table[f"full_L{L_MAIN}"]
 print(f"\n{'run':>22} {'period':>9} {'dP/P_full':>10} {'E ratio/cyc':>12} {'A ratio/cyc':>12} {'rms dz':>9}")
 for name, stats in table.items():
@@ -206,9 +146,8 @@ figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
 for name, style in [(f"full_L{L_MAIN}", "k-"), ("local_c0.5", "C0--"), ("local_c1", "C3:")]:
     data = runs[name]
     top.plot(data["ts"], data["position"][:, 2], style, lw=1, label=name)
-    times, speeds = crossings(data["ts"], data["position"][:, 2], data["velocity"][:, 2])
-    kinetic = SYSTEM.ion_kinetic_energy(np.stack([0 * speeds, 0 * speeds, speeds], axis=-1))
-    bottom.plot(times, kinetic, style, marker=".", lw=1, label=name)
+    times, _ = trapped.upward_crossings(data["ts"], data["position"][:, 2], data["velocity"][:, 2], SETUP.center)
+    bottom.plot(times, table[name]["kinetic_at_crossings"], style, marker=".", lw=1, label=name)
 top.set_ylabel(r"$z$ ($l$)")
 top.legend(loc="upper right", fontsize=8)
 bottom.set_xlabel(r"$\tau$ (periods)")

@@ -13,7 +13,8 @@
 # A tour of the API in five cells: a lattice and its phonons, the recoil matrix (Eq. 23),
 # the perturbative loss (Eq. 13) against its low-speed limit, and a short full-lattice
 # simulation of one pass. Run as a script with `python notebooks/quickstart.py [--quick]`;
-# figures and numbers go to `notebooks/results/quickstart/`.
+# figures and numbers go to `--out` (default `out/notebooks/quickstart/`, git-ignored; `quick/` inside
+# it with `--quick`; `--out notebooks/results/quickstart` refreshes the committed gallery).
 
 # %%
 import argparse
@@ -25,11 +26,13 @@ import jax.numpy as jnp
 import jaxion as jx
 from jaxion import experiments, plotting
 
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")  # the tour is quick either way
+parser.add_argument("--out", type=Path, default=HERE.parent / "out" / "notebooks" / "quickstart",
+                    help="results folder (default out/notebooks/quickstart, git-ignored)")
 args, _ = parser.parse_known_args()  # a notebook kernel passes its own arguments
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-OUT = HERE / "results" / "quickstart" / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
+OUT = args.out / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
 
 # %% [markdown]
 # ## A framework and its phonons

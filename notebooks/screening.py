@@ -10,7 +10,9 @@
 # %% [markdown]
 # # Screening frameworks by drag, a gradient-based design question, and a fit
 #
-# Run as a script: `python notebooks/screening.py [--quick]`; writes to `notebooks/results/screening/`.
+# Run as a script: `python notebooks/screening.py [--quick] [--out DIR]`; writes to `DIR` (default
+# `out/notebooks/screening/`, git-ignored; `quick/` inside it with `--quick`; `--out
+# notebooks/results/screening` refreshes the committed gallery).
 #
 # 1. Rank the cited materials table (`jaxion/data/materials.csv`) by the drag `tr(Gamma)/3`
 #    (Eq. 27, `Gamma = H_U L H_U`) on an ion whose potential well has curvature 1 eV/Å^2 (isotropic),
@@ -42,10 +44,13 @@ from jaxion.potentials import Gaussian  # noqa: E402
 from jaxion.screening import drag_measure, rank_by_drag  # noqa: E402
 from jaxion.system import System  # noqa: E402
 
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true")
+parser.add_argument("--out", type=Path, default=HERE.parent / "out" / "notebooks" / "screening",
+                    help="results folder (default out/notebooks/screening, git-ignored)")
 args, _ = parser.parse_known_args(sys.argv[1:])
-OUT = Path(__file__).resolve().parent / "results" / "screening" / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
+OUT = args.out / ("quick" if args.quick else "")  # quick runs never overwrite full-size results
 OUT.mkdir(parents=True, exist_ok=True)
 CURVATURE = jnp.eye(3)  # eV / Å^2
 

@@ -16,7 +16,9 @@
 # ion (fluctuation-dissipation theorem); we compute the landscape the ion moves in, its
 # diffusion coefficient, mobility and Nernst-Einstein conductivity, and the activation energy
 # against the static migration barriers. Run with `python notebooks/thermal_diffusion.py
-# [--quick]`; figures and numbers go to `notebooks/results/thermal/` (`quick/` for quick runs).
+# [--quick] [--out DIR]`; figures and numbers go to `DIR` (default `out/notebooks/thermal/`,
+# git-ignored; `quick/` inside it for quick runs; `--out notebooks/results/thermal` refreshes the
+# committed results).
 
 # %%
 import argparse
@@ -32,11 +34,13 @@ import numpy as np  # noqa: E402
 import jaxion.thermal as jt  # noqa: E402
 from jaxion.experiments import write_json  # noqa: E402
 
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 parser = argparse.ArgumentParser()
 parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (2 temperatures, short runs)")
+parser.add_argument("--out", type=Path, default=HERE.parent / "out" / "notebooks" / "thermal",
+                    help="results folder (default out/notebooks/thermal, git-ignored)")
 args, _ = parser.parse_known_args()  # a notebook kernel passes its own arguments
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-OUT = HERE / "results" / "thermal" / ("quick" if args.quick else "")
+OUT = args.out / ("quick" if args.quick else "")
 OUT.mkdir(parents=True, exist_ok=True)
 record = {"quick": args.quick}
 

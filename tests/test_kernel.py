@@ -1,4 +1,5 @@
-"""method="kernel": the lattice integrated out into a memory kernel (jaxion.kernel).
+"""method="kernel": the lattice integrated out into a memory kernel (jaxion.memory builds it, jaxion.kernel
+integrates with it).
 
 Independent routes: a dense/sparse force-constant matrix of the same periodic lattice built here
 with NumPy from the bond list, (a) diagonalised to give the impulse response of the sites and
@@ -10,6 +11,7 @@ against the direct one; the conserved energy; finite differences for gradients; 
 
 import importlib.util
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,6 +21,8 @@ from scipy.integrate import solve_ivp
 
 import jaxion as jx
 from jaxion import kernel as jk
+from jaxion import memory as jm
+from jaxion.dynamics import AnyStop, CrossedPlane, LeftRegion, TimeReached, Trapped, run
 from jaxion.potentials import Gaussian
 from jaxion.simulation import simulate, single_pass
 from jaxion.system import System
@@ -155,7 +159,7 @@ def test_kernel_equals_dense_impulse_response(lattice, size, cells):
     # two routes to the same finite-lattice Green's function: FFT-grid mode sum vs eigenvectors of the
     # real-space matrix; both are exact, so they agree to rounding (1e-10 of K'(0) = 4 pi^2).
     dt, t1 = 0.01, 2.0
-    kernel = jk.memory_kernel(lattice, np.array(cells), dt, t1, size=size)
+    kernel = jm.memory_kernel(lattice, np.array(cells), dt, t1, size=size)
     times = np.arange(kernel.n_times) * dt
     expected = impulse_kernel(lattice, size, np.array(cells), times)
     blocks = np.asarray(kernel.blocks())
@@ -179,7 +183,7 @@ def test_chebyshev_kernel_equals_eigenvector_mode_sum(lattice):
     # t1 = 20 (phases 2 pi omega t up to ~1300 rad, degrees 704 and 608): both are exact up to rounding,
     # which the phases amplify to ~ 1e-16 * 1300 (measured 5e-14 of max|K|); 1e-12 as the issue asks.
     cells = np.array([(0, 0, 0), (0, 0, 1), (1, 0, 2)])
-    kernel = jk.memory_kernel(lattice, cells, 0.02, 20.0, size=6)
+    kernel = jm.memory_kernel(lattice, cells, 0.02, 20.0, size=6)
     expected = eigen_mode_sum(lattice, 6, cells, np.arange(kernel.n_times) * 0.02)
     blocks = np.asarray(kernel.blocks())
     for f in range(2):
@@ -195,7 +199,7 @@ def test_chebyshev_expansion_converged_at_its_degree(t1):
     # ~ 1e-16 x the phase 2 pi sqrt(bound) t1 (~1900 at t1 = 30; measured 5e-13); two steps (32 terms)
     # lower it is far larger (measured 1e-9 at t1 = 30, 0.4 at t1 = 2), so the degree is not wasteful.
     bound = 101.0
-    degree = jk.chebyshev_degree(bound, t1)
+    degree = jm.chebyshev_degree(bound, t1)
     reach = 2 * np.pi * np.sqrt(bound) * t1
     assert reach / 2 < degree <= reach / 2 + 8 * reach ** (1 / 3) + 16  # the Bessel cut-off, J_2j(a), 2j > a
     eigenvalues = np.linspace(0.0, bound / 1.01, 201)  # zero modes included
@@ -204,7 +208,7 @@ def test_chebyshev_expansion_converged_at_its_degree(t1):
                       np.cos(2 * np.pi * np.outer(times, np.sqrt(eigenvalues)))])
 
     def error(p):
-        omega, to_nodes = jk.chebyshev_nodes(bound, p)
+        omega, to_nodes = jm.chebyshev_nodes(bound, p)
         nodal = to_nodes @ np.cos(np.outer(np.arange(p), np.arccos(2 * eigenvalues / bound - 1)))
         phase = 2 * np.pi * np.outer(times, omega)
         sums = np.stack([(np.sin(phase) / (2 * np.pi * omega)) @ nodal, np.cos(phase) @ nodal])
@@ -221,8 +225,8 @@ def test_infinite_chain_kernel_equals_large_periodic_chain():
     # the same kernel (1e-9 of 4 pi^2).
     lattice = jx.Chain(spacing=2.0, kappa_par=1.0, kappa_perp=0.0)
     cells = np.array([(0,), (2,)])
-    infinite = jk.memory_kernel(lattice, cells, 0.01, 3.0, size=None)
-    periodic = jk.memory_kernel(lattice, cells, 0.01, 3.0, size=400)
+    infinite = jm.memory_kernel(lattice, cells, 0.01, 3.0, size=None)
+    periodic = jm.memory_kernel(lattice, cells, 0.01, 3.0, size=400)
     np.testing.assert_allclose(infinite.values, periodic.values, atol=1e-9 * FOUR_PI2)
 
 
@@ -232,10 +236,10 @@ def test_infinite_cubic_kernel_converged_and_image_free():
     # horizon of a rule is about n_radial / (8 omega_max) periods (measured, module docstring).
     lattice = jx.SimpleCubic()
     cells = np.array([(0, 0, 0), (0, 0, 1)])
-    horizon, difference = jk.kernel_horizon(lattice, cells, 0.025, 0.2, (32, 24), finer=(48, 36), tol=1e-9)
+    horizon, difference = jm.kernel_horizon(lattice, cells, 0.025, 0.2, (32, 24), finer=(48, 36), tol=1e-9)
     assert horizon == pytest.approx(0.2) and difference < 1e-9 * FOUR_PI2
-    infinite = jk.memory_kernel(lattice, cells, 0.025, 0.2, size=None, resolution=(48, 36))
-    periodic = jk.memory_kernel(lattice, cells, 0.025, 0.2, size=20)
+    infinite = jm.memory_kernel(lattice, cells, 0.025, 0.2, size=None, resolution=(48, 36))
+    periodic = jm.memory_kernel(lattice, cells, 0.025, 0.2, size=20)
     np.testing.assert_allclose(infinite.values, periodic.values, atol=1e-9 * FOUR_PI2)
 
 
@@ -248,9 +252,9 @@ def test_absorbing_kernel_equals_periodic_kernel_before_the_return():
     # difference 1e-12 at 0.125 and 1e-10 at 0.15 although the straight echo arrives at 0.32).
     lattice = jx.SimpleCubic()
     cells = np.array([(0, 0, 0), (0, 0, 1), (1, 0, 2)])
-    boundary = jk.AbsorbingBoundary(box=24, layer=6, damping=20.0)
-    absorbing = jk.memory_kernel(lattice, cells, 0.025, 0.1, boundary=boundary)
-    periodic = jk.memory_kernel(lattice, cells, 0.025, 0.1, size=30)
+    boundary = jm.AbsorbingBoundary(box=24, layer=6, damping=20.0)
+    absorbing = jm.memory_kernel(lattice, cells, 0.025, 0.1, boundary=boundary)
+    periodic = jm.memory_kernel(lattice, cells, 0.025, 0.1, size=30)
     np.testing.assert_allclose(absorbing.values, periodic.values, atol=1e-10 * FOUR_PI2)
     assert boundary.exact_until(lattice, np.array([(0, 0, 1), (1, 0, 2)])) > 0.1
 
@@ -261,11 +265,11 @@ def test_absorbing_layer_converges_to_the_infinite_chain():
     # as the layer widens (measured 6.9e-2 -> 1.4e-2 of max|K| for layer 32 -> 96 at damping 40).
     lattice = jx.Chain(spacing=2.0, kappa_par=1.0, kappa_perp=1.0)
     cells = np.array([(0,), (2,)])
-    exact = np.asarray(jk.memory_kernel(lattice, cells, 0.02, 4.0, boundary="quadrature").values)
+    exact = np.asarray(jm.memory_kernel(lattice, cells, 0.02, 4.0, boundary="quadrature").values)
     errors = []
     for box, layer in ((128, 32), (256, 96)):
-        boundary = jk.AbsorbingBoundary(box=box, layer=layer, damping=40.0)
-        values = np.asarray(jk.memory_kernel(lattice, cells, 0.02, 4.0, boundary=boundary).values)
+        boundary = jm.AbsorbingBoundary(box=box, layer=layer, damping=40.0)
+        values = np.asarray(jm.memory_kernel(lattice, cells, 0.02, 4.0, boundary=boundary).values)
         difference = np.abs(values - exact)
         # exact (to 1e-10 of 4 pi^2) until 0.7 of the straight echo's arrival
         early = int(0.7 * boundary.exact_until(lattice, cells[1:]) / 0.02)
@@ -277,17 +281,17 @@ def test_absorbing_layer_converges_to_the_infinite_chain():
 def test_absorbing_boundary_choice_and_bad_input():
     lattice = jx.SimpleCubic()
     cells = np.array([(0, 0, 0), (0, 0, 7)])
-    assert jk._choose_boundary(lattice, None, None, 30.0, "auto") == jk.AbsorbingBoundary()
-    assert jk._choose_boundary(lattice, None, None, 0.2, "auto") is None  # the pyramid rule is cheap there
-    assert jk._choose_boundary(lattice, 16, None, 30.0, "auto") is None
+    assert jm._choose_boundary(lattice, None, None, 30.0, "auto") == jm.AbsorbingBoundary()
+    assert jm._choose_boundary(lattice, None, None, 0.2, "auto") is None  # the pyramid rule is cheap there
+    assert jm._choose_boundary(lattice, 16, None, 30.0, "auto") is None
     with pytest.raises(ValueError, match="size=None"):
-        jk.memory_kernel(lattice, cells, 0.01, 1.0, size=16, boundary="absorbing")
+        jm.memory_kernel(lattice, cells, 0.01, 1.0, size=16, boundary="absorbing")
     with pytest.raises(ValueError, match="boundary"):
-        jk.memory_kernel(lattice, cells, 0.01, 1.0, boundary="sponge")
+        jm.memory_kernel(lattice, cells, 0.01, 1.0, boundary="sponge")
     with pytest.raises(ValueError, match="interior"):
-        jk.memory_kernel(lattice, cells, 0.01, 1.0, boundary=jk.AbsorbingBoundary(box=16, layer=6))
+        jm.memory_kernel(lattice, cells, 0.01, 1.0, boundary=jm.AbsorbingBoundary(box=16, layer=6))
     with pytest.raises(ValueError, match="layer"):
-        jk.AbsorbingBoundary(box=16, layer=8)
+        jm.AbsorbingBoundary(box=16, layer=8)
 
 
 # ----------------------------------------------------------------------------- trajectories
@@ -354,12 +358,113 @@ def test_single_pass_loss_matches_whole_lattice_and_stop_freezes():
         np.testing.assert_array_equal(frozen, np.broadcast_to(np.asarray(traj.position_final[b]), frozen.shape))
 
 
+# ----------------------------------------------------------------------------- description, stops, cache
+
+
+def reflected_chain():
+    """An ion moving along z that slows down, turns (speed through 0 near tau = 0.33) and goes back past its
+    start (barrier 0.84 at the transverse offset 0.3 > kinetic energy 0.46)."""
+    chain = jx.Chain(spacing=2.0, kappa_par=1.0, kappa_perp=0.0)
+    system = System(chain, Gaussian(1.0, 0.5), sites=[(0,)], mass=(jnp.inf, jnp.inf, 1.0))
+    return system, jnp.array([0.0, 0.3, -2.0]), jnp.array([0.0, 0.0, 6.0])
+
+
+@pytest.fixture(scope="module")
+def free_chain_run():
+    """The reflected chain's kernel description (blocked history sum) and its run to tau = 0.5 without a
+    stop, saved at every step point."""
+    system, position, velocity = reflected_chain()
+    dynamics = jk.KernelDynamics.build(system, 0.5, dt=2e-3, size=12, block=16, cache=None)
+    state = dynamics.initial_state(position, velocity)
+    return dynamics, state, run(dynamics, state, 0.5, saveat=251)
+
+
+START = np.array([0.0, 0.3, -2.0])
+
+
+@pytest.mark.parametrize("stop,holds", [
+    (CrossedPlane(jnp.asarray(-1.0)), lambda t, x, v: x[2] >= -1.0),
+    (TimeReached(jnp.asarray(0.3)), lambda t, x, v: t >= 0.3),
+    (Trapped(jnp.asarray(1.0)), lambda t, x, v: np.sum(v**2) <= 1.0),
+    (LeftRegion(jnp.asarray(START), jnp.asarray(1.2)), lambda t, x, v: np.sum((x - START) ** 2) > 1.2**2),
+    (AnyStop((TimeReached(jnp.asarray(0.25)), Trapped(jnp.asarray(1.0)))),
+     lambda t, x, v: t >= 0.25 or np.sum(v**2) <= 1.0),
+], ids=["CrossedPlane", "TimeReached", "Trapped", "LeftRegion", "AnyStop"])
+def test_stop_objects_end_a_kernel_run_at_the_first_step_where_they_hold(free_chain_run, stop, holds):
+    # the free run, saved at every step point, says where each condition first holds on the ion's state;
+    # the stopped run must end exactly there (bitwise: the history up to the stop is the same computation)
+    # with the later saves at ts = inf holding the frozen state.
+    dynamics, state, free = free_chain_run
+    ts, xs, vs = (np.asarray(a) for a in (free.ts, free.position, free.velocity))
+    first = next(n for n in range(len(ts)) if holds(ts[n], xs[n], vs[n]))
+    assert 10 < first < len(ts) - 10  # the condition is met inside the run
+    stopped = run(dynamics, state, 0.5, saveat=251, stop=stop)
+    assert float(stopped.t_final) == ts[first]
+    np.testing.assert_array_equal(stopped.position_final, xs[first])
+    np.testing.assert_array_equal(stopped.velocity_final, vs[first])
+    np.testing.assert_array_equal(stopped.position[: first + 1], xs[: first + 1])
+    np.testing.assert_array_equal(stopped.energy[: first + 1], np.asarray(free.energy)[: first + 1])
+    assert np.all(np.isinf(np.asarray(stopped.ts)[first + 1 :]))
+    frozen = np.asarray(stopped.position)[first + 1 :]
+    np.testing.assert_array_equal(frozen, np.broadcast_to(xs[first], frozen.shape))
+
+
+def test_kernel_description_through_run(free_chain_run):
+    # simulate is build + run with CrossedPlane(stop_z): the same numbers; save times given as an array
+    # are put on the step grid; the state's energy is the saved energy at t = 0.
+    dynamics, state, free = free_chain_run
+    system, position, velocity = reflected_chain()
+    via_run = run(dynamics, state, 0.5, saveat=11, stop=CrossedPlane(jnp.asarray(-1.0)))
+    via_simulate = jk.simulate(system, position, velocity, 0.5, size=12, dt=2e-3, n_save=11, stop_z=-1.0, block=16)
+    for a, b in zip(jax.tree_util.tree_leaves(via_run), jax.tree_util.tree_leaves(via_simulate)):
+        np.testing.assert_array_equal(a, b)
+    on_grid = run(dynamics, state, 0.5, saveat=jnp.array([0.0, 0.2501, 0.5]))
+    np.testing.assert_array_equal(on_grid.ts, np.array([0, 125, 250]) * dynamics.dt)
+    np.testing.assert_array_equal(on_grid.position, np.asarray(free.position)[[0, 125, 250]])
+    assert float(dynamics.energy(state)) == float(free.energy[0])
+    sites = jk.KernelDynamics(system=system, kernel=dynamics.kernel, dt=dynamics.dt, block=16, save_sites=True)
+    assert run(sites, state, 0.5, saveat=11).site_displacement.shape == (11, 1, 3)
+    assert set(sites.observe(0.0, state)) == {"position", "velocity", "energy", "sites"}
+
+
+def test_kernel_cache_builds_each_kernel_once():
+    # an explicit cache: repeated runs of one system, step, size and duration (other starts and speeds, a
+    # vectorised single pass) build the kernel once; another duration is another table; None never keeps one.
+    system, position, velocity = reflected_chain()
+    cache = jm.KernelCache()
+    first = jk.simulate(system, position, velocity, 0.5, size=12, dt=2e-3, n_save=5, block=16, cache=cache)
+    again = jk.simulate(system, position + 0.1, 1.1 * velocity, 0.5, size=12, dt=2e-3, n_save=5, block=16, cache=cache)
+    assert (cache.builds, cache.hits, len(cache)) == (1, 1, 1)
+    assert float(again.position_final[2]) != float(first.position_final[2])
+    chain = jx.Chain(spacing=2.0, kappa_par=1.0, kappa_perp=1.0)
+    passing = System(chain, Gaussian(0.1, 0.5), sites=[(0,)], mass=(jnp.inf, jnp.inf, 1.0))
+    for _ in range(2):
+        single_pass(passing, jnp.array([8.0, 10.0]), (0.0, 0.2), method="kernel", margin=3.0, slowdown=2.0,
+                    size=12, dt=2e-3, n_save=5, block=16, cache=cache)
+    assert (cache.builds, cache.hits) == (2, 2)
+    a = jm.memory_kernel(system.lattice, system.site_cells, 2e-3, 0.5, size=12, cache=cache)
+    assert a is jm.memory_kernel(system.lattice, system.site_cells, 2e-3, 0.5, size=12, cache=cache)
+    assert (cache.builds, cache.hits) == (2, 4)
+    assert jm.memory_kernel(system.lattice, system.site_cells, 2e-3, 0.5, size=12) is not a  # cache=None
+    # least recently used dropped beyond maxsize
+    small = jm.KernelCache(maxsize=1)
+    for t1 in (0.2, 0.3, 0.2):
+        jm.memory_kernel(system.lattice, system.site_cells, 2e-3, t1, size=12, cache=small)
+    assert (small.builds, len(small)) == (3, 1)
+    # the description's default cache serves simulate without a cache argument
+    default = jk.KernelDynamics.default_cache
+    jk.simulate(system, position, velocity, 0.5, size=12, dt=2e-3, n_save=5, block=16)
+    builds, hits = default.builds, default.hits
+    jk.simulate(system, position, 1.1 * velocity, 0.5, size=12, dt=2e-3, n_save=5, block=16)
+    assert (default.builds, default.hits) == (builds, hits + 1)
+
+
 def test_gradient_through_the_scan_matches_finite_differences():
     # d(final speed)/d(initial speed) by reverse mode through lax.scan vs a central difference
     # (step 1e-4, error ~1e-8 relative for this smooth map)
     chain = jx.Chain(spacing=2.0, kappa_par=1.0, kappa_perp=0.0)
     system = System(chain, Gaussian(1.0, 0.5), sites=[(0,)], mass=(jnp.inf, 1.0, 1.0))
-    kernel = jk.memory_kernel(chain, system.site_cells, 2e-3, 1.0, size=12)
+    kernel = jm.memory_kernel(chain, system.site_cells, 2e-3, 1.0, size=12)
 
     def final_speed(v):
         traj = jk.simulate(system, jnp.array([0.0, 0.3, -2.0]), jnp.array([0.0, 0.0, v]), 1.0, dt=2e-3, n_save=2,
@@ -389,14 +494,30 @@ def test_bad_input():
     with pytest.raises(ValueError, match="order"):
         jk.simulate(system, jnp.zeros(3), jnp.ones(3), 1.0, size=8, order=1)
     with pytest.raises(ValueError, match="size"):
-        jk.memory_kernel(system.lattice, system.site_cells, 0.01, 1.0, size=2)
+        jm.memory_kernel(system.lattice, system.site_cells, 0.01, 1.0, size=2)
     with pytest.raises(ValueError, match="same mass"):
         jk.simulate(fig6_like(4), jnp.zeros(3), jnp.ones(3), 1.0, size=3)
     with pytest.raises(ValueError, match="resolution"):  # a 3D infinite kernel to tau = 30 costs ~1e10 points
-        jk.memory_kernel(system.lattice, system.site_cells, 0.01, 30.0, size=None, boundary="quadrature")
-    kernel = jk.memory_kernel(system.lattice, system.site_cells, 0.01, 1.0, size=8)
+        jm.memory_kernel(system.lattice, system.site_cells, 0.01, 30.0, size=None, boundary="quadrature")
+    kernel = jm.memory_kernel(system.lattice, system.site_cells, 0.01, 1.0, size=8)
     with pytest.raises(ValueError, match="tabulated"):
         jk.simulate(system, jnp.zeros(3), jnp.ones(3), 2.0, dt=0.01, kernel=kernel)
+    # the description: a kernel for other sites or another step, a run past the table, off the step grid,
+    # or from a displaced framework (a kernel run's history starts at rest)
+    with pytest.raises(ValueError, match="sites"):
+        jk.KernelDynamics(system=fig6_like(3), kernel=kernel, dt=0.01)
+    with pytest.raises(ValueError, match="dt="):
+        jk.KernelDynamics(system=system, kernel=kernel, dt=0.02)
+    with pytest.raises(ValueError, match="cache"):
+        jm.memory_kernel(system.lattice, system.site_cells, 0.01, 1.0, size=8, cache={})
+    dynamics = jk.KernelDynamics(system=system, kernel=kernel, dt=0.01)
+    state = dynamics.initial_state(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match="tabulated"):
+        run(dynamics, state, 2.0)
+    with pytest.raises(ValueError, match="whole number"):
+        dynamics.integrate(state, 0.503, jnp.zeros(1))
+    with pytest.raises(ValueError, match="at rest"):
+        run(dynamics, eqx.tree_at(lambda s: s.work, state, 1.0), 1.0)
 
 
 def test_kernel_derivatives_in_lattice_parameters():
@@ -409,7 +530,7 @@ def test_kernel_derivatives_in_lattice_parameters():
 
     def functional(p):
         lattice = jx.SimpleCubic(k1=p[0], k2=p[1], confinement=p[2], mass=p[3])
-        values = jk.memory_kernel(lattice, cells, 0.01, 2.0, size=6).values
+        values = jm.memory_kernel(lattice, cells, 0.01, 2.0, size=6).values
         probe = jnp.sin(0.037 * jnp.arange(values.shape[0]))[:, None, None, None]
         return jnp.sum(values[:, 0] * probe) + 1e-3 * jnp.sum(values[:, 1] ** 2)
 
@@ -422,11 +543,11 @@ def test_kernel_derivatives_in_lattice_parameters():
 
 def test_kernel_needs_concrete_lattice_values():
     # the expansion's degree is read off the lattice's spectrum: a lattice fixed outside jax.jit gives
-    # the (cached, concrete) kernel inside it too; one traced by jit is refused with a clear message.
+    # the (concrete) kernel inside it too; one traced by jit is refused with a clear message.
     lattice = jx.SimpleCubic()
     cells = np.array([(0, 0, 0)])
-    outside = jk.memory_kernel(lattice, cells, 0.01, 0.2, size=4).values
-    inside = jax.jit(lambda x: jk.memory_kernel(lattice, cells, 0.01, 0.2, size=4).values * x)(1.0)
+    outside = jm.memory_kernel(lattice, cells, 0.01, 0.2, size=4).values
+    inside = jax.jit(lambda x: jm.memory_kernel(lattice, cells, 0.01, 0.2, size=4).values * x)(1.0)
     np.testing.assert_array_equal(inside, outside)
     with pytest.raises(ValueError, match="outside jax.jit"):
-        jax.jit(lambda k1: jk.memory_kernel(jx.SimpleCubic(k1=k1), cells, 0.01, 0.2, size=4).values)(15.0)
+        jax.jit(lambda k1: jm.memory_kernel(jx.SimpleCubic(k1=k1), cells, 0.01, 0.2, size=4).values)(15.0)

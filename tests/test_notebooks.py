@@ -1,16 +1,16 @@
 """Every notebook (jupytext percent script under ``notebooks/``) runs in its ``--quick`` setting, and
 the README's quick start runs as printed: this is how CI keeps the documentation from rotting.
 
-Each runs in a fresh interpreter, as a user would run it, and must write its figures/JSON under
-``notebooks/results/`` (quick settings into their own folders, so the committed full-size
-results are never overwritten by the tests). Marked ``notebook`` so that
-``pytest -m "not notebook"`` skips them; they run by default.
+Each runs in a fresh interpreter, as a user would run it, with ``--out`` a temporary folder: it
+must write its figures/JSON there and leave the checkout as it found it (``git status``: no tracked
+file changed, nothing new under ``notebooks/``), so the tests never touch the committed results in
+``notebooks/results/``. Marked ``notebook`` so that ``pytest -m "not notebook"`` skips them; they
+run by default.
 """
 
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +21,39 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 TIMEOUT = 600  # seconds; each --quick run takes ~10-30 s on an idle 2-core machine
 
 
+SOURCES = (".py", ".md", ".toml", ".cfg", ".txt", ".yml", ".yaml")  # edited by hand, never written by a run
+
+
+def checkout_status():
+    """The checkout's state as lines of ``git status --porcelain``: the changed tracked files, and the
+    untracked (not ignored) files under ``notebooks/``; ``None`` outside a git checkout (or without git).
+    Changed source and prose files (``SOURCES``) outside ``notebooks/`` are left out: runs write data
+    (JSON, figures, arrays), and other work on the checkout may edit sources while a notebook runs."""
+    def status(*options):
+        return subprocess.run(["git", "status", "--porcelain", *options], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+
+    try:
+        tracked, notebooks = status("--untracked-files=no"), status("--untracked-files=all", "--", "notebooks")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if tracked.returncode != 0 or notebooks.returncode != 0:
+        return None
+    data = {line for line in tracked.stdout.splitlines() if "notebooks/" in line or not line.endswith(SOURCES)}
+    return data | set(notebooks.stdout.splitlines())
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
-def test_notebook_runs_quick(notebook):
-    began = time.time()
-    result = subprocess.run([sys.executable, str(notebook), "--quick"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=TIMEOUT)
+def test_notebook_runs_quick(notebook, tmp_path):
+    before = checkout_status()
+    result = subprocess.run([sys.executable, str(notebook), "--quick", "--out", str(tmp_path)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
-    results = ROOT / "notebooks" / "results"
-    written = [path for path in results.rglob("*") if path.is_file() and path.stat().st_mtime >= began - 1]
-    assert written, f"{notebook.name} wrote nothing under {results}"
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert written, f"{notebook.name} wrote nothing under --out {tmp_path}"
+    if before is not None:  # lines that appeared: a tracked file changed, or a new file under notebooks/
+        assert not checkout_status() - before, f"{notebook.name} changed the checkout: {checkout_status() - before}"
 
 
 def test_notebooks_are_percent_scripts():
@@ -61,6 +84,7 @@ def test_quick_fig4_kernel_method_matches_full_lattice(tmp_path):
     runs = {method: experiments.cubic_figure_from_command_line("fig4", tmp_path, ["--quick", "--method", method])
             for method in ("full", "kernel")}
     assert runs["full"][1] == tmp_path / "quick" and runs["kernel"][1] == tmp_path / "quick" / "kernel"
+    assert runs["full"][2] == runs["kernel"][2] == tmp_path  # the --out folder (default: the argument)
     full, kernel = (runs[method][0] for method in ("full", "kernel"))
     assert kernel["parameters"]["method"] == "kernel" and full["parameters"]["method"] == "full"
     losses = [np.asarray(data["curves"][0]["simulation"]) for data in (full, kernel)]

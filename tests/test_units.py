@@ -7,9 +7,10 @@ import pytest
 from scipy import constants as sc
 
 import jaxion  # noqa: F401  (enables float64)
+from jaxion.dissipation import spring_lattice_recoil
 from jaxion.elastic import ElasticContinuum
 from jaxion.lattice import SimpleCubic
-from jaxion.units import UnitSystem, spring_lattice_recoil
+from jaxion.units import UnitSystem
 
 AMU = sc.physical_constants["atomic mass constant"][0]
 EV_PER_A2 = sc.eV / sc.angstrom**2  # N/m

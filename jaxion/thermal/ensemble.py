@@ -1,23 +1,26 @@
-"""Many trajectories at once: batches vmapped over PRNG keys, each batch written as it finishes.
+"""Many trajectories at once: batches vmapped over PRNG keys and laid out over the devices, each
+batch written as it finishes.
 
 A long transport run must not lose its results to a late error or an interrupt, so
 :func:`run_ensemble` saves every finished batch to ``out/<name>_batchNNN.npz`` (written to a
 temporary name and renamed, so a file present is complete) before starting the next; the
 trajectories are the independent blocks of every error bar computed from them. The keys are
-split from one seed, so the same seed gives the same trajectories whatever the batch size.
+split from one seed, key ``i`` the same for any count (jax's default partitionable threefry), and
+each trajectory depends only on its own key, so the same seed gives the same trajectories whatever
+the batch size and however many devices a batch is spread over (:func:`jaxion.sharding.sharded_map`).
 """
 
 import os
 import warnings
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import _checks
+from ..sharding import sharded_map
 from .trajectory import ThermalTrajectory
 
 
@@ -37,23 +40,22 @@ def _save_batch(path, batch):
     os.replace(temporary, path)
 
 
-@eqx.filter_jit
-def _batched(simulate, keys):
-    """``simulate`` vmapped over ``keys``; its array leaves are traced, so a new temperature or
-    material reuses the compiled run."""
-    return jax.vmap(simulate)(keys)
-
-
-def run_ensemble(simulate, keys, *, batch=16, out=None, name="trajectories", progress=True):
-    """Run ``simulate(key) -> ThermalTrajectory`` for every key, ``batch`` keys per vmapped call.
+def run_ensemble(simulate, keys, *, batch=16, out=None, name="trajectories", progress=True, mesh=None):
+    """Run ``simulate(key) -> ThermalTrajectory`` for every key, ``batch`` keys per vmapped call,
+    each call's batch laid out over the devices (:func:`jaxion.sharding.sharded_map`).
 
     Args:
-        simulate: a pure function of one PRNG key (it samples its own initial state).
+        simulate: a pure function of one PRNG key (it samples its own initial state); an
+            ``equinox.Module`` (:class:`~jaxion.thermal.ThermalRun`) has its array leaves traced,
+            so a new temperature or material reuses the compiled run.
         keys: ``(B,)`` PRNG keys (:func:`trajectory_keys`).
-        batch: trajectories per compiled call (the last batch is padded, not recompiled).
+        batch: trajectories per compiled call (the last batch is padded, not recompiled); a
+            multiple of the number of devices keeps every device busy.
         out: folder to write each finished batch into (created), or ``None``.
         name: file stem of the batches.
         progress: show a progress bar over trajectories.
+        mesh: the :class:`jax.sharding.Mesh` to lay each batch over (its only axis, or one named
+            ``"batch"``); ``None`` for every device (:func:`jaxion.sharding.device_mesh`).
 
     Returns:
         the batched :class:`ThermalTrajectory` (leading axis ``B``) of the trajectories that
@@ -70,7 +72,7 @@ def run_ensemble(simulate, keys, *, batch=16, out=None, name="trajectories", pro
         for number, start in enumerate(range(0, count, batch)):
             chunk = keys[start:start + batch]
             padded = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], batch - len(chunk), axis=0)])
-            result = jax.tree_util.tree_map(lambda x: x[: len(chunk)], _batched(simulate, padded))
+            result = jax.tree_util.tree_map(lambda x: x[: len(chunk)], _sharded(simulate, padded, mesh))
             if folder is not None:
                 _save_batch(folder / f"{name}_batch{number:03d}.npz", result)
             pieces.append(result)
@@ -86,3 +88,9 @@ def run_ensemble(simulate, keys, *, batch=16, out=None, name="trajectories", pro
         )
         trajectories = jax.tree_util.tree_map(lambda x: x[finite], trajectories)
     return trajectories
+
+
+def _sharded(simulate, keys, mesh):
+    """``simulate`` vmapped over ``keys`` under jit, the keys laid over ``mesh``."""
+    axis = None if mesh is None or len(mesh.axis_names) == 1 else "batch"
+    return sharded_map(simulate, keys, mesh=mesh, axis_name=axis)

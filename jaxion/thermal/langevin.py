@@ -63,14 +63,13 @@ from typing import ClassVar
 
 import diffrax
 import equinox as eqx
-import equinox.internal as eqxi
 import jax
 import jax.numpy as jnp
 import lineax as lx
 import numpy as np
 
 from .. import _checks
-from ..solvers import Linear
+from ..solvers import Linear, reuse_unless_jump
 from ..units import BOLTZMANN_MEV
 from .trajectory import ThermalTrajectory, poison_after_failure, require_finite
 
@@ -149,8 +148,7 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
         del left
         if t1 is None:  # W(t0) itself is not stored: a fresh N(0, t0) draw, as diffrax's unsafe path
             t0, t1 = jnp.zeros_like(t0), t0
-        t0 = eqxi.nondifferentiable(jnp.asarray(t0), name="t0")
-        t1 = eqxi.nondifferentiable(jnp.asarray(t1), name="t1")
+        t0, t1 = _not_differentiated(jnp.asarray(t0)), _not_differentiated(jnp.asarray(t1))
         index = jnp.round(t0 / self.dt).astype(jnp.int64).astype(jnp.uint32)
         key = jax.random.fold_in(self.key, index)
         h = (t1 - t0).astype(self.shape.dtype)
@@ -165,6 +163,20 @@ class GridBrownianPath(diffrax.AbstractBrownianPath):
             return diffrax.SpaceTimeLevyArea(dt=h, W=w, H=hh)
         kk = root / np.sqrt(720.0) * jax.random.normal(jax.random.fold_in(key, 2), self.shape.shape, self.shape.dtype)
         return diffrax.SpaceTimeTimeLevyArea(dt=h, W=w, H=hh, K=kk)
+
+
+@jax.custom_jvp
+def _not_differentiated(time):
+    """``time`` itself, raising if differentiated: an increment is a fresh draw per grid step, not a
+    differentiable function of its times (the role of ``equinox.internal.nondifferentiable`` in
+    diffrax's own Brownian paths)."""
+    return time
+
+
+@_not_differentiated.defjvp
+def _not_differentiated_jvp(primals, tangents):
+    raise ValueError("the times of GridBrownianPath.evaluate cannot be differentiated (the increments are "
+                     "independent draws per grid step)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,14 +449,9 @@ class LangevinSplitting(diffrax.AbstractItoSolver):
         h = t1 - t0
         half = 0.5 * h
         middle = t0 + half
-        if isinstance(made_jump, bool) and not made_jump:  # diffrax passes a static False without jumps
-            acceleration = solver_state.acceleration
-        else:  # a jump makes the stored acceleration stale; unvmap_any keeps this a real branch under vmap
-            acceleration = jax.lax.cond(
-                eqxi.unvmap_any(made_jump),
-                lambda: _acceleration(terms, t0, position, velocity, args),
-                lambda: solver_state.acceleration,
-            )
+        acceleration = reuse_unless_jump(
+            made_jump, solver_state.acceleration, lambda: _acceleration(terms, t0, position, velocity, args)
+        )
         velocity = velocity + half * acceleration  # B
         position = position + half * velocity  # A (the drift's R-part is V)
 
