@@ -189,7 +189,10 @@ class LocalDynamics(AbstractDiffraxDynamics):
         """The energies of the saved states, vectorised after the run (``inf`` where not reached): the
         energy costs about a force evaluation, cheaper in one batch than at each save inside the loop."""
         reached = jnp.isfinite(ts)
-        safe = (jnp.where(reached[:, None], saved[name], 0.0) for name in ("position", "velocity"))
+        if ts.shape[0] == 1:  # one state (e.g. the run's end): unbatched
+            energy = self.ion_energy(saved["position"][0], saved["velocity"][0])[None]
+            return dict(saved, energy=jnp.where(reached, energy, jnp.inf))
+        safe = [jnp.where(reached[:, None], saved[name], 0.0) for name in ("position", "velocity")]
         return dict(saved, energy=jnp.where(reached, jax.vmap(self.ion_energy)(*safe), jnp.inf))
 
     @property
