@@ -542,26 +542,6 @@ def infinite_lattice_size(system, duration):
     return size
 
 
-class _Observe(eqx.Module):
-    """Save function: :meth:`FullLattice.observe` (kept for ``jaxion.slab``)."""
-
-    model: FullLattice
-    save_sites: bool = eqx.field(static=True)
-
-    def __call__(self, t, y, args):
-        return self.model.observe(t, y, args, self.save_sites)
-
-
-class _Passed(eqx.Module):
-    """Event condition: the ion has reached the plane ``z = stop_z`` (kept for ``jaxion.slab``;
-    descriptions use :class:`~jaxion.dynamics.CrossedPlane`)."""
-
-    stop_z: jax.Array
-
-    def __call__(self, t, y, args, **kwargs):
-        return y[0][1][2] >= self.stop_z
-
-
 def runge_kutta_stability_limit(name):
     """Largest ``y`` with ``|R(iy')| <= 1 + 1e-10`` for all ``0 < y' <= y``, where ``R`` is the
     stability polynomial of the explicit Runge-Kutta method ``name`` (from its Butcher tableau):

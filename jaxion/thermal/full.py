@@ -49,7 +49,7 @@ import numpy as np
 
 from .. import _checks
 from ..brillouin import periodic_grid, sphere_rule
-from ..simulation import FiniteBoxWarning
+from ..run_checks import FiniteBoxWarning
 from ..solvers import VelocityVerlet
 from .model import IonInFramework
 from .modes import ThermalModes
@@ -457,7 +457,7 @@ def _directions():
 
 
 def warn_finite_size(dynamics, duration, travel=None):
-    """Warn (:class:`~jaxion.simulation.FiniteBoxWarning`) when a run of ``duration`` ps outlasts the
+    """Warn (:class:`~jaxion.run_checks.FiniteBoxWarning`) when a run of ``duration`` ps outlasts the
     sound crossing time of the box, or when the ion travels ``travel`` Å, more than the field's
     spatial period ``L a``. Returns the :class:`FiniteSize`."""
     scales = finite_size(dynamics)
