@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import time_call, write_json  # noqa: E402
 
 import jaxion  # noqa: E402,F401  (float64)
-from jaxion.dissipation import loss_perturbative, recoil_matrix  # noqa: E402
+from jaxion.dissipation import loss_perturbative  # noqa: E402
+from jaxion.response import recoil_matrix  # noqa: E402
 from jaxion.lattice import SimpleCubic  # noqa: E402
 from jaxion.potentials import Gaussian  # noqa: E402
 from jaxion.simulation import pass_geometry, simulate  # noqa: E402

@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxion as jx
-from jaxion.dissipation import loss_low_speed, loss_perturbative, recoil_matrix
+from jaxion.dissipation import loss_low_speed, loss_perturbative
+from jaxion.response import recoil_matrix
 from jaxion.potentials import Gaussian
 from jaxion.system import System
 

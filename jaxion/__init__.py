@@ -21,8 +21,7 @@ else:
 _EXPORTS = {
     "dynamics": ("AbstractDiffraxDynamics", "AbstractDynamics", "AbstractStop", "AnyStop", "CrossedPlane", "LeftRegion",
                  "TimeReached", "Trapped", "run", "run_from"),
-    "dissipation": ("drag_tensor", "loss_chain_closed_form", "loss_low_speed", "loss_perturbative", "recoil_matrix",
-                    "spring_lattice_recoil"),
+    "dissipation": ("drag_tensor", "loss_chain_closed_form", "loss_low_speed", "loss_perturbative"),
     "elastic": ("ElasticContinuum", "cubic_voigt"),
     "fitting": ("FitResult", "FitWarning", "fit", "fit_multistart", "sample_starts"),
     "full": ("FullDynamics", "FullLattice"),
@@ -32,6 +31,7 @@ _EXPORTS = {
     "materials": ("MaterialInfo", "load_materials", "material_info"),
     "potentials": ("AbstractPairPotential", "Gaussian", "PairFunction", "PairSum", "Yukawa"),
     "screening": ("DragRanking", "drag_measure", "friction_tensor", "rank_by_drag"),
+    "response": ("recoil_matrix", "spring_lattice_recoil"),
     "run_checks": ("FiniteBoxWarning",),
     "simulation": ("EnergyDriftWarning", "IncompletePassError", "NonFiniteTrajectoryError", "PrecisionWarning",
                    "SinglePass", "simulate", "single_pass"),

@@ -19,11 +19,30 @@ given, with a ``lax.cond`` on a few scalars per call (not per step).
 """
 
 import functools
+import os
+import sys
+import warnings
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+# Source folders whose frames a warning skips to reach the user's line: this package and the libraries
+# whose wrappers (equinox modules' methods, jit) sit between it and the user.
+_LIBRARY_ROOTS = tuple(
+    os.path.dirname(module.__file__) + os.sep for module in (sys.modules[__package__], eqx, jax)
+)
+
+
+def warn(message, category):
+    """``warnings.warn(message, category)`` attributed to the first caller outside jaxion (and the
+    equinox/jax frames between them), so the warning names the user's line, however deep the check."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_ROOTS):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def is_concrete(*values):

@@ -26,53 +26,15 @@ import equinox as eqx
 
 from . import _checks
 from .brillouin import gauss_legendre, periodic_grid, pyramid_rule, sphere_rule
-from .lattice import Lattice, SimpleCubic
+from .lattice import Lattice
 from .potentials import AbstractPairPotential, Gaussian, PairSum
+from .response import recoil_matrix
 from .system import System
-from .units import UnitSystem
 
 # |integrand| below exp(-_CUTOFF_EXPONENT) of its peak is dropped from the Brillouin-zone rule.
 _CUTOFF_EXPONENT = 45.0
 # Tabulated transforms: k-grid step (in units of 1 / range) for the Hermite interpolation.
 _TABLE_K_STEP = 0.1
-
-
-def recoil_matrix(framework, n_theta=64, n_phi=128):
-    """Recoil matrix, the sphere integral of ``framework.recoil_density(n)``.
-
-    For a jaxion :class:`~jaxion.lattice.Lattice` this is Eq. 23 (dimensionless ``M``),
-    ``M = integral dOmega sum_u eta_u eta_u^T / (32 pi^3 kappa_u(n)^(3/2))``; for an elastic
-    continuum it is Eq. 27 (``L``, physical units). The default product rule (Gauss-Legendre in
-    ``cos theta`` times trapezoid in ``phi``) is converged to about 1e-6 relative or better for
-    smooth anisotropy such as the paper's cubic lattice.
-
-    Args:
-        framework: any object with ``recoil_density(n (P, 3)) -> (P, 3, 3)``.
-        n_theta, n_phi: orders of the sphere rule.
-
-    Returns:
-        ``(3, 3)`` symmetric positive-definite matrix.
-    """
-    if hasattr(framework, "problems"):
-        framework = _checks.checked(framework)
-    directions, weights = sphere_rule(n_theta, n_phi)
-    return jnp.einsum("p,pij->ij", jnp.asarray(weights), framework.recoil_density(jnp.asarray(directions)))
-
-
-def spring_lattice_recoil(mass, spacing, k1, k2, n_theta=48, n_phi=96):
-    """Physical ``L`` (s^3/kg) of a simple cubic spring lattice, through the dimensionless model.
-
-    The lattice (framework mass ``mass`` amu, lattice constant ``spacing`` Å, central springs
-    ``k1`` to the 6 nearest and ``k2`` to the 12 next-nearest neighbours, eV/Å^2) is made
-    dimensionless with ``K = k1`` (:class:`~jaxion.units.UnitSystem`); its recoil matrix ``M``
-    (Eq. 23, :func:`recoil_matrix` of ``SimpleCubic``) is converted with ``L = 2 pi l^2 M / (hbar Omega^2)``.
-
-    Returns:
-        ``(3, 3)``.
-    """
-    units = UnitSystem(mass, k1)
-    lattice = SimpleCubic(k1=1.0, k2=jnp.asarray(k2) / units.spring, spacing=units.from_angstrom(spacing))
-    return units.recoil_to_si(recoil_matrix(lattice, n_theta=n_theta, n_phi=n_phi))
 
 
 def drag_tensor(system, sigma):

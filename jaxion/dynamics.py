@@ -11,7 +11,8 @@ NOTE for the descriptions' authors (kernel.py and the thermal descriptions), whe
   Beyond the first draft (backward compatible): the classmethods ``build(system, t1, **options)``
   (default ``cls(system, **options)``; what ``method=name`` builds) and ``precheck(system, position,
   velocity, duration, **options)`` (the protocols run it before ``build``, so a step too large fails
-  before anything is tabulated); ``check_pass`` (a single pass's checks after its runs);
+  before anything is tabulated); ``periodic_size`` / ``sound_return_tol`` (a finite periodic box, whose
+  returning sound the single pass estimates);
   ``AbstractStop.duration`` (the straight-path duration to the stop, what the checks size themselves
   with); ``AbstractDiffraxDynamics.time_dtype``.
 
@@ -61,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
+from .run_checks import BOX_TOL
 from .system import System
 from .trajectory import Trajectory
 
@@ -232,10 +234,19 @@ class AbstractDynamics(eqx.Module):
         """Concrete-input checks before a run of straight-path ``duration`` (step too large for the
         forces met, box too small): raise ``ValueError`` with what was wrong. Default: none."""
 
-    def check_pass(self, speed, start, durations):
-        """Concrete checks of a finished single pass (``jaxion.single_pass``): initial speeds ``(K,)``,
-        transverse start ``(2,)``, the runs' actual durations ``(K,)``. Default: none (the full
-        description warns where sound returning through its box changes the loss)."""
+    @property
+    def periodic_size(self):
+        """``L`` when the framework is a finite periodic ``L^dim`` box (the sound the ion radiates goes
+        round it and returns to the sites), ``None`` for the infinite lattice (default). After a
+        single pass, ``jaxion.single_pass`` estimates how much that returning sound changed each loss
+        (:func:`jaxion.finite_box.check_sound_return`) and warns beyond :attr:`sound_return_tol`."""
+        return None
+
+    @property
+    def sound_return_tol(self):
+        """Relative change of a single-pass loss by the returning sound above which ``single_pass``
+        warns (``None``: never); ``jaxion.run_checks.BOX_TOL`` by default."""
+        return BOX_TOL
 
     @abc.abstractmethod
     def integrate(self, state, t1, save_times, stop=None, key=None, progress=False):

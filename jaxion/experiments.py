@@ -29,9 +29,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import dissipation, trapped
-from .full import FullLattice, require_box
+from .full import require_box
 from .lattice import Chain, SimpleCubic
 from .potentials import Gaussian
+from .response import max_sound_speed
 from .simulation import pass_barrier, pass_geometry, single_pass
 from .system import System
 
@@ -247,7 +248,7 @@ def _validity(system, start, size):
     the largest potential ``barrier`` on the straight path, the fastest ``sound_speed`` and the
     periodic ``box`` length ``size * spacing`` (see :func:`agreement`)."""
     return dict(barrier=float(pass_barrier(system, start)),
-                sound_speed=FullLattice(system, size).sound_speed(),
+                sound_speed=max_sound_speed(system.lattice),
                 box=float(size * system.lattice.spacing), width=float(system.potential.range))
 
 

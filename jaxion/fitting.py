@@ -20,7 +20,6 @@ or Adam) is one ``jax.lax.while_loop`` inside ``jax.jit``: no host round-trip un
 the best; :func:`sample_starts` draws such a batch (log-uniformly for positive parameters).
 """
 
-import warnings
 from typing import Any
 
 import equinox as eqx
@@ -220,9 +219,8 @@ def _report(result, what="the fit"):
     max_steps = np.shape(result.history)[-1]
     reason = (f"it reached max_steps={max_steps} without meeting gtol, ftol or atol" if int(result.n_steps) >= max_steps
               else "the objective became non-finite (nan or inf: the model failed at the parameters tried)")
-    warnings.warn(f"{what} did not converge: {reason}; objective {float(result.loss):.3g} at the last finite step. "
-                  "Check result.converged, and try other starts, more steps or looser tolerances", FitWarning,
-                  stacklevel=3)
+    _checks.warn(f"{what} did not converge: {reason}; objective {float(result.loss):.3g} at the last finite step. "
+                 "Check result.converged, and try other starts, more steps or looser tolerances", FitWarning)
     return result
 
 

@@ -10,14 +10,16 @@ State ``y = (q, p)`` with ``q = (halo, sigma)`` and ``p = (rho', sigma')``:
   1.25x (L = 100) to 1.4x (L = 64) faster;
 * ``halo``: the displacements ``rho`` kept already wrapped, three components ``(L + 2w, ...)``
   with a periodic halo of ``w`` cells (the bonds' reach) on every face: ``halo = G rho`` with
-  ``G`` the periodic embedding (:meth:`FullLattice.wrap`). The drift is ``dq/dtau = G rho'``,
+  ``G`` the periodic embedding (:meth:`jaxion.stencil.PeriodicStencil.wrap`, the halo form the
+  spring stencil reads). The drift is ``dq/dtau = G rho'``,
   which is linear, so the halo stays an exact copy of the opposite faces and the force never
   rebuilds it (one pass over memory less per force evaluation: 1.5x faster per symplectic stage
   at L = 100);
 * ``sigma``: ``(3,)`` ion position.
 
-``rho`` as one ``(3, L, ...)`` array (``FullLattice.shape``) is what :meth:`FullLattice.spring_force`
-takes and returns; :meth:`FullLattice.wrap` accepts either form.
+``rho`` as one ``(3, L, ...)`` array (``FullLattice.shape``) is what
+:meth:`~jaxion.stencil.PeriodicStencil.spring_force` takes and returns; :meth:`FullLattice.wrap`
+accepts either form.
 
 Equations of motion (dots are d/dtau, tau in periods):
 
@@ -25,11 +27,10 @@ Equations of motion (dots are d/dtau, tau in periods):
     sigma'' = -(4 pi^2 / mu) grad_sigma Phi(rho_S, sigma)   (zero on pinned axes)  (Eq. 3)
     m (W rho)_n = kappa rho_n + sum_{b, +-} Phi_b (rho_n - rho_{n+b})
 
-The harmonic force is a stencil over bond pairs ``+-b``: ``lap_b = 2 rho - rho_{n+b} - rho_{n-b}``
-(neighbours as static slices of a periodically wrapped copy), contracted with
-``Phi_b = k_long u u^T + k_trans (1 - u u^T)`` using the bond's static direction ``u`` (zero
-entries of ``u`` cost nothing). The interaction acts on the listed sites only, at their actual
-displaced positions; site cells map into the box modulo ``L``. Conserved:
+The harmonic force ``-m W rho`` is the framework's periodic stencil over bond pairs ``+-b``
+(:class:`jaxion.stencil.PeriodicStencil`, :attr:`FullLattice.stencil`), applied to the halo.
+The interaction acts on the listed sites only, at their actual displaced positions; site cells
+map into the box modulo ``L``. Conserved:
 
     E = sum_i mu_i sigma_i'^2 / 8 pi^2 + m |rho'|^2 / 8 pi^2 + m rho^T W rho / 2 + Phi.
 
@@ -46,9 +47,7 @@ limits the ion's velocity to ~1e-7 v, so single-pass losses below ~1e-6 of the k
 need float64. The saved energies are summed in float64.
 """
 
-import functools
 import math
-import warnings
 
 import diffrax
 import equinox as eqx
@@ -57,30 +56,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .brillouin import periodic_grid, sphere_rule
-from .dissipation import loss_perturbative
 from .dynamics import AbstractDiffraxDynamics, CrossedPlane, run_from
-from .run_checks import RESOLVED_ULPS, FiniteBoxWarning, pass_barrier, pass_geometry, require_step, run_duration
-from .solvers import BlanesMoan, RungeKuttaNystrom, VelocityVerlet
+from .response import max_sound_speed
+from .run_checks import BOX_TOL, FiniteBoxWarning, holding_size, require_step, run_duration
+from .solvers import TABLEAUX, BlanesMoan, RungeKuttaNystrom, VelocityVerlet, runge_kutta_stability_limit
+from .stencil import PeriodicStencil
 from .system import System
 
 FOUR_PI2 = 4.0 * math.pi**2
 
-# diffrax's tableaux and their orders, run in Nystroem form (jaxion.solvers.RungeKuttaNystrom)
-_TABLEAUX = {"tsit5": (diffrax.Tsit5, 5), "dopri5": (diffrax.Dopri5, 5), "dopri8": (diffrax.Dopri8, 8)}
+# the solvers by name: diffrax's tableaux in Nystroem form (jaxion.solvers.TABLEAUX) and the symplectic ones
 _SYMPLECTIC = {"verlet": VelocityVerlet, "symplectic": BlanesMoan}
-SOLVERS = tuple(_TABLEAUX) + tuple(_SYMPLECTIC)
-
-# |R(iy)| of an explicit Runge-Kutta method exceeds 1 (the mode grows) beyond this growth per step;
-# below it the method is stable to rounding on the imaginary axis.
-_RK_GROWTH = 1e-10
+SOLVERS = tuple(TABLEAUX) + tuple(_SYMPLECTIC)
 # Interacting sites plus this many potential ranges on each side must fit in one period of the box.
 _RANGE_MARGIN = 3.0
-# single_pass warns (FiniteBoxWarning) when sound returning through the periodic box changes a loss by
-# more than this fraction of it (check_sound_return); pass box_tol to change it, None to silence it.
-BOX_TOL = 1e-3
-# Speeds per evaluation of the finite-box estimate (a fixed shape: one compilation for all calls).
-_ECHO_CHUNK = 4
 
 
 class FullLattice(eqx.Module):
@@ -110,6 +99,8 @@ class FullLattice(eqx.Module):
         self.system = system
         self.size = int(size)
         self.dtype = jnp.dtype(dtype).type
+        k_trans = system.lattice.k_trans
+        self.transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
         if self.size < self.width:
             raise ValueError(f"size={size} is smaller than the bonds' reach of {self.width} cells: the box must be larger")
         cells = np.mod(system.site_cells, self.size)
@@ -118,97 +109,31 @@ class FullLattice(eqx.Module):
                 f"sites {system.sites} fall on the same mass modulo size={size}: the box must be larger"
             )
         self.site_index = tuple(tuple(int(c) for c in column) for column in cells.T)
-        k_trans = system.lattice.k_trans
-        self.transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
+
+    @property
+    def stencil(self):
+        """The spring stencil of the system's lattice in the box (:class:`~jaxion.stencil.PeriodicStencil`),
+        built on each use from ``system.lattice``, so derivatives with respect to the system reach the springs."""
+        return PeriodicStencil(self.system.lattice, self.size, self.transverse)
 
     @property
     def shape(self):
-        """``(3, L, ...)``: shape of ``rho``."""
-        return (3,) + (self.size,) * self.system.lattice.dim
+        """``(3, L, ...)``: shape of ``rho`` (the stencil's)."""
+        return self.stencil.shape
 
     @property
     def width(self):
-        """``w``: the halo width, the largest bond offset along any axis (cells)."""
-        return max(abs(c) for offset in self.system.lattice.offsets for c in offset)
+        """``w``: the halo width, the bonds' reach (cells)."""
+        return self.stencil.width
 
     def wrap(self, rho):
-        """``G rho``: three components ``(L, ...)`` (a tuple, or one ``(3, L, ...)`` array) -> a
-        tuple of three ``(L + 2w, ...)`` with periodic halos, each in one pass that fuses into its
-        consumer (``jnp.pad(mode="wrap")`` makes one pass per axis). Its reverse-mode derivative
-        ``G^T`` folds the halos back onto the faces they copy (slices, not a scatter)."""
-        return tuple(_wrap(component, self.width) for component in rho)
-
-    def interior(self, halo):
-        """``rho`` from its wrapped form: three ``(L + 2w, ...)`` -> three ``(L, ...)``."""
-        return tuple(component[(slice(self.width, self.width + self.size),) * component.ndim] for component in halo)
+        """``G rho`` (:meth:`~jaxion.stencil.PeriodicStencil.wrap`): three ``(L, ...)`` -> three ``(L + 2w, ...)``."""
+        return self.stencil.wrap(rho)
 
     def _sites(self, halo):
         """Displacements of the interacting sites, ``(S, 3)``, from the wrapped displacements."""
         cells = tuple(tuple(i + self.width for i in axis) for axis in self.site_index)
         return jnp.stack([component[cells] for component in halo], axis=-1)
-
-    def spring_force(self, rho, scale=1.0):
-        """``-scale * m W rho`` (the harmonic force, minus the gradient of ``rho^T V rho / 2``).
-
-        Computed by the stencil :meth:`_stencil` on ``G rho`` (:meth:`wrap`); its reverse-mode
-        derivative is the same stencil applied to the cotangent (the exact transpose, not autodiff's
-        transposed slices, which on CPU cost ~100x the stencil itself).
-
-        Args:
-            rho: ``(3, L, ...)`` displacements (component-major).
-            scale: factor folded into the spring constants (``4 pi^2 / m`` gives ``rho''``).
-
-        Returns:
-            ``(3, L, ...)``, same dtype as ``rho``.
-        """
-        return jnp.stack(_springs((self, scale, self.wrap(rho))))
-
-    def _stencil(self, halo, scale, full_range=False):
-        """The stencil of :meth:`spring_force` on wrapped displacements ``halo`` (three components
-        ``(P, ...)``, ``P = L + 2w``), returning the force on the box (three ``(L, ...)``).
-
-        Flattened, every neighbour ``rho_{n+-b}`` of a box cell is the contiguous 1-D shift by
-        ``s_b = sum_d b_d P^(dim-1-d)``, so the whole stencil is one fusion of unit-stride loops
-        (on CPU 2.4x faster than static 3-D slices of the halo and ~8x faster than ``jnp.roll``);
-        the ends of the flat range touch only halo cells, which are cropped away.
-
-        ``full_range=True`` evaluates the same formula at every cell of the ``P^dim`` array (zeros
-        beyond it) and returns three ``(P, ...)``: applied to a cotangent embedded with a zero halo,
-        that is the exact transpose ``S^T`` of the stencil ``S`` (the bond sum is symmetric in
-        ``+-b``, and the diagonal terms vanish on the zero halo).
-        """
-        lattice = self.system.lattice
-        dim = lattice.dim
-        dtype = halo[0].dtype
-        cast = lambda x: (scale * x).astype(dtype)
-        k_long, k_trans, kappa = cast(lattice.k_long), cast(lattice.k_trans), cast(lattice.confinement)
-        side = self.size + 2 * self.width
-        shifts = [sum(c * side ** (dim - 1 - d) for d, c in enumerate(offset)) for offset in lattice.offsets]
-        reach = max(abs(shift) for shift in shifts)
-        flat = [component.reshape(-1) for component in halo]
-        if full_range:
-            flat = [jnp.pad(component, (reach, reach)) for component in flat]
-        length = flat[0].shape[0] - 2 * reach
-
-        def neighbour(i, shift):
-            """Component ``i`` of ``rho_{n + shift}`` over the flat range ``[reach, n - reach)``."""
-            return flat[i][reach + shift : reach + shift + length]
-
-        force = [-kappa[i] * neighbour(i, 0) for i in range(3)]
-        for index, (shift, direction) in enumerate(zip(shifts, lattice.directions)):
-            needed = range(3) if self.transverse else [i for i, u in enumerate(direction) if u != 0.0]
-            # lap_b = 2 rho_n - rho_{n+b} - rho_{n-b}; the force is -Phi_b lap_b.
-            lap = {i: 2.0 * neighbour(i, 0) - neighbour(i, shift) - neighbour(i, -shift) for i in needed}
-            along = sum(u * lap[i] for i, u in enumerate(direction) if u != 0.0)
-            for i, u in enumerate(direction):
-                if u != 0.0:
-                    force[i] = force[i] - k_long[index] * (u * along)
-                if self.transverse:
-                    force[i] = force[i] - k_trans[index] * (lap[i] - u * along if u != 0.0 else lap[i])
-        shape = halo[0].shape
-        if full_range:
-            return tuple(component.reshape(shape) for component in force)
-        return self.interior([jnp.pad(component, (reach, reach)).reshape(shape) for component in force])
 
     def _interaction_accelerations(self, q):
         """The interaction's accelerations at ``q = (halo, sigma)``: on the sites ``(3, S)``
@@ -223,7 +148,7 @@ class FullLattice(eqx.Module):
     def acceleration(self, q):
         """``(rho'', sigma'')`` (three ``(L, ...)`` and ``(3,)``) for positions ``q = (halo, sigma)`` (Eqs. 3-4)."""
         on_sites, on_ion = self._interaction_accelerations(q)
-        rho_ddot = _springs((self, FOUR_PI2 / self.system.lattice.mass, q[0]))
+        rho_ddot = self.stencil.force(q[0], FOUR_PI2 / self.system.lattice.mass)
         return self._add_at_sites(rho_ddot, on_sites), on_ion
 
     def _add_at_sites(self, rho, on_sites):
@@ -237,7 +162,8 @@ class FullLattice(eqx.Module):
         wide = lambda x: x.astype(jnp.float64)
         total = lambda fields: sum(jnp.sum(wide(field)) for field in fields)
         kinetic = mass * total(v**2 for v in rho_dot) / (2.0 * FOUR_PI2)
-        harmonic = -0.5 * total(r * f for r, f in zip(self.interior(halo), _springs((self, 1.0, halo))))
+        stencil = self.stencil
+        harmonic = -0.5 * total(r * f for r, f in zip(stencil.interior(halo), stencil.force(halo)))
         ion = self.system.total_energy(wide(self._sites(halo)), sigma, sigma_dot)
         return ion + kinetic + harmonic
 
@@ -264,14 +190,8 @@ class FullLattice(eqx.Module):
         """Estimate of the highest lattice frequency ``omega_max`` (units of ``Omega``): the
         maximum over the periodic grid of ``min(L, 16)`` points per axis (zone boundary included
         for even grids). The ion-site curvature is not included."""
-        grid = periodic_grid(min(self.size, 16), self.system.lattice.dim)
-        return float(jnp.max(self.system.lattice.frequencies(grid)))
+        return float(self.system.lattice.highest_frequency(min(self.size, 16)))
 
-    def sound_speed(self):
-        """Largest long-wave sound speed over directions (``l`` per period)."""
-        lattice = self.system.lattice
-        directions = sphere_rule(12, 24)[0] if lattice.dim == 3 else jnp.ones((1, 1))
-        return float(jnp.max(lattice.sound_speeds(directions)))
 
 
 class _Rate(diffrax.AbstractTerm):
@@ -307,7 +227,7 @@ class _KickRate(_Rate):
         lattice site (~20% slower at L = 100)."""
         model = self.rate.model
         on_sites, on_ion = model._interaction_accelerations(y)
-        springs = _springs((model, FOUR_PI2 / model.system.lattice.mass, y[0]))
+        springs = model.stencil.force(y[0], FOUR_PI2 / model.system.lattice.mass)
         step = jnp.asarray(control, model.dtype)
         rho = tuple(step * (force + spread) for force, spread in zip(springs, _spread(model, on_sites)))
         return rho, step * on_ion
@@ -405,9 +325,9 @@ class FullDynamics(AbstractDiffraxDynamics):
         adaptive = rtol is not None or atol is not None
         if adaptive and (rtol is None or atol is None):
             raise ValueError("give both rtol and atol for adaptive stepping, or neither for a fixed step dt")
-        if adaptive and solver not in _TABLEAUX:
+        if adaptive and solver not in TABLEAUX:
             raise ValueError(
-                f"adaptive stepping (rtol/atol) needs a Runge-Kutta solver {tuple(_TABLEAUX)}, got {solver!r}"
+                f"adaptive stepping (rtol/atol) needs a Runge-Kutta solver {tuple(TABLEAUX)}, got {solver!r}"
             )
         self.dt = float(dt)  # concrete for the step arithmetic; the solve traces it (jaxion.dynamics)
         self.solver_name = solver
@@ -491,9 +411,14 @@ class FullDynamics(AbstractDiffraxDynamics):
         if not self.adaptive:
             _check_step(self.lattice, self.solver_name, self.dt, position, velocity, duration)
 
-    def check_pass(self, speed, start, durations):
-        """Warns where sound returning through the box changes a single-pass loss (:func:`check_sound_return`)."""
-        check_sound_return(self.system, speed, start, self.size, durations=durations, box_tol=self.box_tol)
+    @property
+    def periodic_size(self):
+        """``L``: the lattice is a periodic box (``single_pass`` estimates its returning sound)."""
+        return self.size
+
+    @property
+    def sound_return_tol(self):
+        return self.box_tol
 
 
 # ``size=None`` builds at most this many masses (2^21: L = 128 for a cubic lattice, 96 MiB of
@@ -506,7 +431,7 @@ def infinite_lattice_size(system, duration):
     no sound leaving a site reaches a periodic image of a site before the run ends, so the run equals
     the infinite lattice's (to rounding). With ``span`` the sites' extent in cells (largest over the
     axes), ``n = ceil(c duration / alpha)`` the cells sound crosses at the largest sound speed ``c``
-    (:meth:`FullLattice.sound_speed`) and ``reach`` the potential's ``_RANGE_MARGIN`` ranges in cells
+    (:func:`~jaxion.response.max_sound_speed`) and ``reach`` the potential's ``_RANGE_MARGIN`` ranges in cells
     (the interacting region, :func:`require_box`),
 
         L = span + max(2 reach, n + 4 + 2 ceil(n^(1/3))).
@@ -524,7 +449,7 @@ def infinite_lattice_size(system, duration):
     spacing = float(lattice.spacing)
     reach = int(math.ceil(_RANGE_MARGIN * float(system.potential.range) / spacing))
     span = int(np.max(np.ptp(system.site_cells, axis=0))) + 1
-    speed = FullLattice(system, span + 2 * reach + 3).sound_speed()
+    speed = max_sound_speed(lattice)
     travel = int(math.ceil(speed * float(duration) / spacing))
     size = span + max(2 * reach, travel + 4 + 2 * int(math.ceil(travel ** (1.0 / 3.0))))
     masses = size**lattice.dim
@@ -542,29 +467,11 @@ def infinite_lattice_size(system, duration):
     return size
 
 
-def runge_kutta_stability_limit(name):
-    """Largest ``y`` with ``|R(iy')| <= 1 + 1e-10`` for all ``0 < y' <= y``, where ``R`` is the
-    stability polynomial of the explicit Runge-Kutta method ``name`` (from its Butcher tableau):
-    Tsit5 0.48, Dopri5 1.0, Dopri8 0.58. Beyond it a lattice mode with ``2 pi omega dt > y``
-    is amplified every step."""
-    tableau = _TABLEAUX[name][0].tableau
-    stages = len(tableau.a_lower) + 1
-    a = np.zeros((stages, stages))
-    for i, row in enumerate(tableau.a_lower):
-        a[i + 1, : len(row)] = row
-    y = np.linspace(0.01, 6.0, 6000)
-    # R(iy) = 1 + iy b^T (1 - iy A)^-1 1, one batched solve over the grid (~3 ms: no cache needed)
-    stage_values = np.linalg.solve(np.eye(stages) - 1j * y[:, None, None] * a, np.ones((y.size, stages, 1)))[..., 0]
-    amplification = np.abs(1 + 1j * y * (stage_values @ np.asarray(tableau.b_sol)))
-    unstable = amplification > 1.0 + _RK_GROWTH
-    return float(y[np.argmax(unstable) - 1]) if np.any(unstable) else float(y[-1])
-
-
 def make_solver(name):
     """The diffrax solver ``name`` (one of ``SOLVERS``) for :meth:`FullLattice.terms`."""
     if name in _SYMPLECTIC:
         return _SYMPLECTIC[name]()
-    tableau_solver, order = _TABLEAUX[name]
+    tableau_solver, order = TABLEAUX[name]
     return RungeKuttaNystrom(tableau_solver.tableau, order)
 
 
@@ -594,127 +501,21 @@ def require_box(system, size):
 def _check_box(model, t1, position, velocity, stop_z, box_tol=BOX_TOL):
     """ValueError when the interacting region does not fit in the box (:func:`require_box`); warning
     when sound can cross the box and come back to the sites within the run (a bound only: the effect
-    on an arbitrary trajectory is not estimated; :func:`check_sound_return` estimates it for a
+    on an arbitrary trajectory is not estimated; :func:`jaxion.finite_box.check_sound_return` estimates it for a
     single pass, which silences this one). ``box_tol=None`` silences it. Skipped for traced parameters."""
     if not _checks.is_concrete(model.system):
         return
     require_box(model.system, model.size)
     duration = run_duration(position, velocity, t1, stop_z)
-    travel, box = duration * model.sound_speed(), model.size * float(model.system.lattice.spacing)
+    speed = max_sound_speed(model.system.lattice)
+    travel, box = duration * speed, model.size * float(model.system.lattice.spacing)
     if box_tol is not None and travel > box:
-        warnings.warn(
+        _checks.warn(
             f"sound can cross the periodic box of {model.size} cells and return to the sites within the run "
-            f"({duration:.3g} periods x sound speed {model.sound_speed():.3g} = {travel:.3g} > box {box:.3g}); how "
+            f"({duration:.3g} periods x sound speed {speed:.3g} = {travel:.3g} > box {box:.3g}); how "
             "much it changes this trajectory is not estimated (single_pass estimates it for a pass), compare with "
-            f"a larger box; {_holding_size(model, duration)}; box_tol=None silences this check",
-            FiniteBoxWarning,
-            stacklevel=3,
-        )
-
-
-def _holding_size(model, duration):
-    """The smallest box that holds a run of ``duration`` periods (no sound returns before it ends), as text."""
-    spacing = float(model.system.lattice.spacing)
-    needed = int(math.ceil(duration * model.sound_speed() / spacing)) + 1
-    return f"size >= {needed} would be enough (no sound returns before the run ends)"
-
-
-def finite_box_change(system, speed, start, size):
-    """Relative change of the single-pass loss made by the periodic box of ``size`` cells, to second
-    order in the interaction:
-
-        Delta_L / Delta_inf - 1,
-
-    ``Delta_L`` the mode sum of Eq. 13 over the box's ``L^dim`` wave vectors and ``Delta_inf`` its
-    zone integral (:func:`jaxion.dissipation.loss_perturbative` with ``size=L`` and ``size=None``).
-    Their difference is the sound that leaves the sites, goes round the box and comes back while the
-    ion still pushes on them (the sites' periodic images). The full simulation's loss departs from
-    Eq. 13 at higher order too (~1% at the paper's Phi0 = 0.01), but that part is common to both boxes.
-    Validated against full-lattice single passes in ``tests/test_first_hour.py``.
-
-    Args:
-        system: the :class:`~jaxion.System` (concrete).
-        speed: ``(K,)`` speeds along z; start: ``(2,)`` transverse position of the path.
-        size: ``L``.
-
-    Returns:
-        ``(relative (K,), Delta_L (K,), Delta_inf (K,))`` NumPy arrays.
-    """
-    speed = jnp.atleast_1d(jnp.asarray(speed, dtype=float))
-    in_box = np.asarray(loss_perturbative(system, speed, start, size=int(size)))
-    infinite = np.asarray(loss_perturbative(system, speed, start))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return in_box / infinite - 1.0, in_box, infinite
-
-
-def check_sound_return(system, speed, start=(0.0, 0.0), size=32, *, durations=None, box_tol=BOX_TOL, **options):
-    """Warn (:class:`~jaxion.simulation.FiniteBoxWarning`), once for all speeds, when the sound that
-    returns through the periodic box of ``size`` cells changes a single-pass loss by more than
-    ``box_tol`` of it (default ``BOX_TOL`` = 1e-3), saying by how much; ``box_tol=None`` silences it.
-
-    A speed is checked when its pass lasts long enough for sound to go round the box,
-    ``c_s * duration > L alpha`` (``durations`` per speed, default the straight crossing of
-    :func:`~jaxion.simulation.pass_geometry`; ``single_pass`` passes the runs' actual ones).
-    Only then is the change estimated, by :func:`finite_box_change` at the initial speed ``v``
-    and at the slowest speed on the path, ``v_min^2 = v^2 - 8 pi^2 B / mu_z`` (``B`` the barrier,
-    :func:`~jaxion.simulation.pass_barrier`): the ion meets the sites at speeds between the two,
-    and the larger ``|change|`` counts. A change counts when it exceeds both ``box_tol`` of the loss
-    and what the run resolves, ``RESOLVED_ULPS`` float64 roundings of the ion's kinetic energy (an
-    exponentially small loss, e.g. a gapped chain at low speed, is left alone). Passes the ion cannot
-    complete (``B`` above its kinetic energy) are not checked.
-
-    Where the speed changes much inside the potential the simulated loss departs from Eq. 13 and
-    the estimate is an order of magnitude: on the 64-mass chain (Phi0 = 0.01, lambda = 1) it gives
-    5.1% at v = 2, 0.17% at 2.5, -0.023% at 3 against the simulations' 36%, 0.10%, -0.021%
-    (L = 64 against 256); in the perturbative regime it agrees to a few per cent of itself.
-
-    Args:
-        system: the :class:`~jaxion.System`; skipped when traced.
-        speed: scalar or ``(K,)`` initial speeds along z; start: ``(2,)`` transverse position.
-        size: ``L``; durations: scalar or ``(K,)`` run lengths in periods.
-        box_tol: relative tolerance, or ``None``.
-        **options: ignored (the other options of a single pass).
-    """
-    if box_tol is None or not _checks.is_concrete(system, speed, durations):
-        return
-    _checks.require_positive("box_tol", box_tol)
-    model = FullLattice(system, size)
-    speed = np.atleast_1d(np.asarray(speed, dtype=float))
-    if durations is None:
-        position, stop_z = pass_geometry(system, start)
-        durations = float(stop_z - position[2]) / speed
-    durations = np.broadcast_to(np.asarray(durations, dtype=float), speed.shape)
-    kinetic = np.asarray(system.ion_kinetic_energy(np.stack([0.0 * speed] * 2 + [speed], axis=-1)))
-    barrier = max(float(pass_barrier(system, start)), 0.0)
-    box = model.size * float(system.lattice.spacing)
-    checked = (durations * model.sound_speed() > box) & (kinetic > barrier)
-    if not np.any(checked):
-        return
-    v, slowest = speed[checked], speed[checked] * np.sqrt(1.0 - barrier / kinetic[checked])
-    # in chunks of _ECHO_CHUNK speeds (the last padded with its last speed): every call shares one
-    # compiled pair of mode sums, whatever the number of speeds checked
-    both = np.concatenate([v, slowest])
-    chunks = np.resize(both, -(-both.size // _ECHO_CHUNK) * _ECHO_CHUNK)
-    chunks[both.size :] = both[-1]
-    parts = [finite_box_change(system, chunk, start, model.size) for chunk in chunks.reshape(-1, _ECHO_CHUNK)]
-    relative, in_box, infinite = (np.concatenate(x)[: both.size].reshape(2, -1) for x in zip(*parts))
-    pick = np.argmax(np.abs(np.nan_to_num(relative, nan=np.inf)), axis=0)
-    relative, change = (np.take_along_axis(x, pick[None], 0)[0] for x in (relative, in_box - infinite))
-    resolved = np.abs(change) > RESOLVED_ULPS * np.finfo(float).eps * kinetic[checked]
-    beyond = resolved & ~(np.abs(relative) <= box_tol)
-    if not np.any(beyond):
-        return
-    worst = int(np.argmax(np.where(beyond, np.abs(np.nan_to_num(relative, nan=np.inf)), -1.0)))
-    warnings.warn(
-        f"sound crossing the periodic box of {model.size} cells returns to the sites while the ion still "
-        f"interacts with them: the box changes the single-pass loss by {relative[worst]:+.2%} at v = {v[worst]:.3g} "
-        f"(second-order estimate against the infinite lattice, at v and at the slowest speed on the path, "
-        f"{slowest[worst]:.3g}; finite_box_change), beyond box_tol={box_tol:g} at {int(np.sum(beyond))} of "
-        f"{speed.size} speeds (v = {', '.join(f'{x:.3g}' for x in v[beyond])}). A larger box reduces it; "
-        f"{_holding_size(model, float(np.max(durations[checked][beyond])))}. box_tol=None silences this check.",
-        FiniteBoxWarning,
-        stacklevel=3,
-    )
+            f"a larger box; {holding_size(model.system.lattice, duration)}; box_tol=None silences this check",
+            FiniteBoxWarning)
 
 
 def _check_step(model, solver, dt, position=None, velocity=None, duration=0.0):
@@ -785,7 +586,7 @@ def simulate(
         save_sites: also save the interacting sites' displacements ``(T, S, 3)``.
         dtype: precision of the state and times, ``jnp.float64`` or ``jnp.float32`` (module docstring).
         box_tol: ``None`` silences the returning-sound warning; ``single_pass`` uses it as the
-            tolerance of its estimate (:func:`check_sound_return`).
+            tolerance of its estimate (:func:`jaxion.finite_box.check_sound_return`).
 
     Returns:
         :class:`~jaxion.trajectory.Trajectory` with ``T = n_save`` saved times; ``ts`` is ``inf``
@@ -804,69 +605,3 @@ def simulate(
     _checks.require_integer("n_save", n_save, low=1)
     stop = None if stop_z is None else CrossedPlane(stop_z)
     return run_from(dynamics, position, velocity, t1, saveat=n_save, stop=stop, progress=progress)
-
-
-@eqx.filter_custom_vjp
-def _springs(inputs):
-    """``model._stencil(halo, scale)`` for ``inputs = (model, scale, halo)``, with the VJP below."""
-    model, scale, halo = inputs
-    return model._stencil(halo, scale)
-
-
-@_springs.def_fwd
-def _springs_fwd(perturbed, inputs):
-    model, scale, halo = inputs
-    return model._stencil(halo, scale), None
-
-
-@_springs.def_bwd
-def _springs_bwd(residuals, cotangent, perturbed, inputs):
-    """``halo``: the exact transpose ``S^T g``, the stencil over the whole wrapped array of ``g``
-    embedded with a zero halo (:meth:`FullLattice._stencil`, ``full_range``); through ``G^T``
-    this is ``W g`` (``W`` symmetric). Springs and ``scale``: the force is linear in them at fixed
-    ``halo``; autodiff of that map only reduces products of ``g`` with shifts of ``halo``."""
-    model, scale, halo = inputs
-    _, parameter_vjp = eqx.filter_vjp(lambda m, s: m._stencil(halo, s), model, scale)
-    model_bar, scale_bar = parameter_vjp(cotangent)
-    halo_bar = (None,) * len(halo)
-    if any(perturbed[2]):
-        embedded = tuple(jnp.pad(component, model.width) for component in cotangent)
-        halo_bar = tuple(bar if wanted else None
-                         for bar, wanted in zip(model._stencil(embedded, scale, full_range=True), perturbed[2]))
-    return model_bar, scale_bar, halo_bar
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _wrap(rho, width):
-    """``G rho``: one component ``(L, ...)`` -> ``(L + 2 width, ...)``, periodic halos in one fused pass:
-    whole rows along the last (contiguous) axis are gathered for the wrapped outer axes, and the
-    last axis is wrapped by concatenation. Row gathers keep the inner loop contiguous and
-    vectorised, 1.8x faster inside a symplectic drift at L = 100 than gathering single elements
-    through a full index array."""
-    size = rho.shape[0]
-    wrapped = np.arange(-width, size + width) % size
-    if rho.ndim > 1:
-        rho = rho[np.ix_(*[wrapped] * (rho.ndim - 1))]
-    return jnp.concatenate([rho[..., size - width :], rho, rho[..., :width]], axis=-1)
-
-
-def _wrap_fwd(rho, width):
-    return _wrap(rho, width), None
-
-
-def _wrap_bwd(width, residuals, cotangent):
-    """``G^T g``: each halo slab is added onto the face it copies, axis by axis (edges and
-    corners fold twice or three times, as they were copied)."""
-    folded = cotangent
-    for axis in range(cotangent.ndim):
-        size = folded.shape[axis] - 2 * width
-        take = lambda start, stop: jax.lax.slice_in_dim(folded, start, stop, axis=axis)
-        core = take(width, width + size)
-        low_halo, high_halo = take(0, width), take(width + size, size + 2 * width)  # copies of the last / first w
-        index = lambda start, stop: (slice(None),) * axis + (slice(start, stop),)
-        core = core.at[index(size - width, size)].add(low_halo)
-        folded = core.at[index(0, width)].add(high_halo)
-    return (folded,)
-
-
-_wrap.defvjp(_wrap_fwd, _wrap_bwd)

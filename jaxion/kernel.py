@@ -259,18 +259,19 @@ class KernelDynamics(AbstractDynamics):
             _checks.require_integer("block (or None)", block, low=1)
         n_steps = _step_count(t1, dt)
         h = float(t1) / n_steps
+        rows = _table_rows(n_steps, order)
         if kernel is None:
-            kernel = memory_kernel(system.lattice, system.site_cells, h, n_steps * h, size, resolution,
+            kernel = memory_kernel(system.lattice, system.site_cells, h, (rows - 1) * h, size, resolution,
                                    boundary=boundary, cache=cache)
         else:
             if not isinstance(kernel, MemoryKernel):
                 raise ValueError(
                     f"kernel must be a MemoryKernel (jaxion.kernel.memory_kernel), got {type(kernel).__name__}"
                 )
-            if abs(kernel.dt - h) > 1e-12 * h or kernel.n_times < n_steps + 1:
+            if abs(kernel.dt - h) > 1e-12 * h or kernel.n_times < rows:
                 raise ValueError(
                     f"kernel was tabulated with dt={kernel.dt} for {kernel.n_times} times; this run needs dt={h} "
-                    f"for {n_steps + 1} times"
+                    f"for {rows} times"
                 )
         return cls(system=system, kernel=kernel, dt=h, order=order, block=block, save_sites=save_sites)
 
@@ -311,6 +312,11 @@ class KernelDynamics(AbstractDynamics):
         """``ValueError`` when ``dt`` cannot follow the forces met (:func:`check_step`)."""
         _require_kernel_step(self.system, position, velocity, duration, self.dt)
 
+    @property
+    def periodic_size(self):
+        """``L`` of the periodic lattice whose kernel this is, ``None`` for the infinite lattice."""
+        return self.kernel.size
+
     def integrate(self, state, t1, save_times, stop=None, key=None, progress=False):
         """The Volterra scheme of the module docstring from ``state`` (the framework at rest) for the
         ``t1 / dt`` steps; saves at the step points nearest to ``save_times``. ``key`` and ``progress``
@@ -323,10 +329,11 @@ class KernelDynamics(AbstractDynamics):
         n_steps = int(round(float(t1) / h))
         if n_steps < 1 or abs(n_steps * h - float(t1)) > 1e-9 * float(t1):
             raise ValueError(f"t1={t1} is not a whole number of steps dt={h} (run() rounds it: use run)")
-        if self.kernel.n_times < n_steps + 1:
+        rows = _table_rows(n_steps, self.order)
+        if self.kernel.n_times < rows:
             raise ValueError(
                 f"kernel was tabulated with dt={self.kernel.dt} for {self.kernel.n_times} times; this run needs "
-                f"dt={h} for {n_steps + 1} times"
+                f"dt={h} for {rows} times"
             )
         if not _checks.is_concrete(save_times):
             raise ValueError("the kernel description saves at its step points: save_times must be concrete")
@@ -336,8 +343,10 @@ class KernelDynamics(AbstractDynamics):
         block = n_steps + 1 if self.block is None else int(self.block)
         n_blocks = -(-(n_steps + 1) // block)
         total = n_blocks * block
-        table = self.kernel.values[: n_steps + 1]
-        table = jnp.concatenate([table, jnp.zeros((2 * total - table.shape[0],) + table.shape[1:])])
+        table = self.kernel.values[:rows]
+        # zero-padded to the FFT segments' 2 total rows (and to the order's k rows for very short runs)
+        padded = max(2 * total, rows)
+        table = jnp.concatenate([table, jnp.zeros((padded - table.shape[0],) + table.shape[1:])])
         onehot = jnp.asarray(np.eye(table.shape[2])[np.array(self.kernel.pairs)])  # (S, S, D): pair -> separation
         outputs = _integrate(self.system, state.position, state.velocity, stop, table, onehot, h, n_steps,
                              self.order, block, n_blocks)
@@ -418,6 +427,12 @@ def check_step(system, position, velocity, t1, *, stop_z=None, dt=1e-3, **_):
 
 
 # ----------------------------------------------------------------------------- the Volterra scheme
+
+
+def _table_rows(n_steps, order):
+    """Kernel times a run of ``n_steps`` needs: ``K(t_0..t_n)``, and at least the ``k = order - 1``
+    lags of the startup rule (:func:`_startup`) even when the run is shorter than that."""
+    return max(n_steps + 1, order - 1)
 
 
 def _startup(system, sigma0, v0, table, onehot, h, order, forces_at, site_sum, iterations=8):

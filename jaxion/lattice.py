@@ -162,6 +162,12 @@ class Lattice(eqx.Module):
         """``omega (..., 3)`` at ``q (..., dim)``, ascending."""
         return jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(self.dynamical_matrix(q)), 0.0))
 
+    def highest_frequency(self, points):
+        """``omega_max`` estimated on a periodic grid: ``max_{q, u} omega_u(q)`` over the
+        ``points^dim`` wave vectors of :func:`~jaxion.brillouin.periodic_grid` (the zone boundary
+        included for even ``points``). A traceable scalar."""
+        return jnp.max(self.frequencies(periodic_grid(points, self.dim)))
+
     def long_wave_tensor(self, n):
         """``S(n) = sum_b Phi_b (n.b)^2 / mass`` for unit directions ``n (..., dim)``: ``(..., 3, 3)``.
 

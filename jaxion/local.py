@@ -26,13 +26,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .dissipation import recoil_matrix
 from .dynamics import AbstractDiffraxDynamics, CrossedPlane, run, run_from
-from .full import runge_kutta_stability_limit
+from .response import recoil_matrix
 from .run_checks import STEPS_PER_RANGE, require_step, run_duration
+from .solvers import TABLEAUX, runge_kutta_stability_limit
 from .system import System
 
-SOLVERS = {"tsit5": diffrax.Tsit5, "dopri5": diffrax.Dopri5, "dopri8": diffrax.Dopri8}
+SOLVERS = {name: solver for name, (solver, _) in TABLEAUX.items()}
 # Step bound of an adaptive run (and of a fixed-step run of traced length): only a bound, no memory
 # is reserved without reverse-mode AD.
 _MAX_STEPS = 1 << 20

@@ -68,22 +68,17 @@ Wave vectors (:func:`brillouin_rule`):
   fastest group velocity, so the 1e-10 level is reached at ~0.5 of the straight echo time
   :meth:`AbsorbingBoundary.exact_until`); afterwards its error is the layer's residual reflection,
   ~1e-3 of ``max|K|`` at the defaults for the Fig. 6 sites (``docs/validation.md``, "Kernel method").
+  The box's springs are the framework's periodic stencil (:class:`jaxion.stencil.PeriodicStencil`).
   Cost ~ ``box^dim t1``.
 
 Kernels are built once per lattice, sites, size, boundary and time grid; a :class:`KernelCache`
 passed as ``memory_kernel(..., cache=...)`` keeps them (the kernel description holds a default one,
 :attr:`jaxion.kernel.KernelDynamics.default_cache`, so that repeated runs share a table).
-
-Layering: the absorbing box needs the spring force of a periodic lattice, which today only the
-whole-lattice description provides (:meth:`jaxion.full.FullLattice.spring_force`, reached through a
-function-level import and a stand-in :class:`~jaxion.System`); that stencil belongs in the framework
-layer (see issue 15).
 """
 
 import collections
 import functools
 import math
-import warnings
 
 import equinox as eqx
 import jax
@@ -93,6 +88,7 @@ import scipy.special
 
 from . import _checks
 from .brillouin import periodic_grid, pyramid_rule
+from .stencil import PeriodicStencil
 
 FOUR_PI2 = 4.0 * math.pi**2
 
@@ -322,8 +318,9 @@ _MAX_AUTO_POINTS = 5_000_000
 
 
 def highest_frequency(lattice):
-    """``omega_max`` of the framework (on an 8^dim grid, which contains the zone boundary)."""
-    return float(np.max(_numeric(lattice.frequencies(periodic_grid(8, lattice.dim)), "the lattice's spectrum")))
+    """``omega_max`` of the framework (on an 8^dim grid, which contains the zone boundary), a number:
+    :meth:`~jaxion.lattice.Lattice.highest_frequency`."""
+    return float(_numeric(lattice.highest_frequency(8), "the lattice's spectrum"))
 
 
 def kernel_horizon_estimate(lattice, resolution):
@@ -365,12 +362,10 @@ def brillouin_rule(lattice, size=None, resolution=None, t1=None):
             )
         resolution = (n_radial, n_face)
     elif float(t1) > kernel_horizon_estimate(lattice, resolution):
-        warnings.warn(
+        _checks.warn(
             f"the pyramid rule {tuple(resolution)} resolves the infinite-lattice kernel only up to tau ~ "
             f"{kernel_horizon_estimate(lattice, resolution):.3g} < t1 = {float(t1):g}; later kernel values "
-            "carry quadrature (aliasing) errors",
-            stacklevel=3,
-        )
+            "carry quadrature (aliasing) errors")
     n_radial, n_face = resolution
     return pyramid_rule(lattice.dim, int(n_radial), int(n_face))
 
@@ -466,7 +461,7 @@ _TAYLOR_REACH = 2.5
 def absorbing_response(lattice, separations, dt, n_times, boundary):
     """``K``, ``K'`` ``(n_times, 2, D, 3, 3)`` from the impulse response of an absorbing box.
 
-    The box (periodic ``L^dim``, :meth:`~jaxion.full.FullLattice.spring_force`) starts at rest
+    The box (periodic ``L^dim``, :meth:`~jaxion.stencil.PeriodicStencil.spring_force`) starts at rest
     with a unit impulse ``rho'(0) = (4 pi^2 / m) e_j`` on the source for the three polarisations
     ``j`` (vmapped) and obeys ``rho'' = -4 pi^2 W rho - gamma(n) rho'``; the displacement and
     velocity at ``source + d`` give ``K_ij(t; d)`` and ``K'_ij(t; d)``. The linear system
@@ -475,15 +470,7 @@ def absorbing_response(lattice, separations, dt, n_times, boundary):
     whose terms also give the dense output ``y(t + s h) = sum_k s^k (h M)^k y / k!`` at the
     table's times inside the step (``h = m dt``), or ``h = dt / k`` sub-steps when ``dt`` is large.
     """
-    # The periodic spring stencil lives in the whole-lattice description (an upward, function-level import
-    # and a stand-in System): it belongs in the framework layer (issue 15), then this reads
-    # `PeriodicStencil(lattice, boundary.box).spring_force`.
-    from .full import FullLattice
-    from .potentials import Gaussian
-    from .system import System
-
     dim = lattice.dim
-    model = FullLattice(System(lattice, Gaussian(0.0, 1.0), sites=[(0,) * dim]), boundary.box)
     source = boundary.source(separations)
     rate = max(2.0 * math.pi * highest_frequency(lattice), float(boundary.damping))
     per_sample = dt * rate
@@ -497,17 +484,17 @@ def absorbing_response(lattice, separations, dt, n_times, boundary):
     gamma = jnp.asarray(boundary.damping_profile(dim))
     recorded = tuple(map(tuple, (source + separations).T.tolist()))  # per axis: the D recorded cells
     powers = jnp.asarray((np.arange(samples) / samples)[:, None] ** np.arange(degree + 1)[None, :])
-    values = _absorbing_scan(model, gamma, recorded, tuple(int(c) for c in source), powers, float(h), degree,
-                             substeps, n_outer)
+    values = _absorbing_scan(PeriodicStencil(lattice, boundary.box), gamma, recorded, tuple(int(c) for c in source),
+                             powers, float(h), degree, substeps, n_outer)
     return values[:n_times]
 
 
 @functools.partial(jax.jit, static_argnames=("recorded", "source", "h", "degree", "substeps", "n_outer"))
-def _absorbing_scan(model, gamma, recorded, source, powers, h, degree, substeps, n_outer):
-    """Taylor-propagate the three impulse responses; returns ``(n_outer * samples, 2, D, 3, 3)``."""
-    lattice = model.system.lattice
-    scale = FOUR_PI2 / lattice.mass
-    springs = jax.vmap(lambda rho: model.spring_force(rho, scale=scale))
+def _absorbing_scan(stencil, gamma, recorded, source, powers, h, degree, substeps, n_outer):
+    """Taylor-propagate the three impulse responses of the box's ``stencil``; returns
+    ``(n_outer * samples, 2, D, 3, 3)``."""
+    scale = FOUR_PI2 / stencil.lattice.mass
+    springs = jax.vmap(lambda rho: stencil.spring_force(rho, scale=scale))
     shape = (3, 3) + gamma.shape  # (polarisation, component, box...)
     at_sites = (slice(None), slice(None)) + tuple(np.asarray(axis) for axis in recorded)
 

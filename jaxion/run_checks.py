@@ -7,7 +7,8 @@ re-export them, so ``jaxion.simulation.<name>`` keeps working:
   (:func:`pass_geometry`, :func:`pass_barrier`) the checks size themselves with;
 * the step check against the forces met (:func:`require_step`, :func:`curvature_met`,
   ``STEPS_PER_RANGE``);
-* the box warning (:class:`FiniteBoxWarning`) and the precision a loss needs (``RESOLVED_ULPS``).
+* the box warning (:class:`FiniteBoxWarning`, its default tolerance ``BOX_TOL``, the box a run
+  needs, :func:`holding_size`) and the precision a loss needs (``RESOLVED_ULPS``).
 """
 
 import math
@@ -18,9 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
+from .response import max_sound_speed
 
 # A single-pass loss below this many units of rounding of the initial kinetic energy is not resolved.
 RESOLVED_ULPS = 100.0
+# single_pass warns (FiniteBoxWarning) when sound returning through the periodic box changes a loss by
+# more than this fraction of it (jaxion.finite_box.check_sound_return); box_tol changes it, None silences it.
+BOX_TOL = 1e-3
 # Steps per range crossing below which a fixed step cannot follow the force pulse (local and kernel).
 STEPS_PER_RANGE = 4
 
@@ -52,6 +57,13 @@ def _curvatures(system, sigma):
     site = jnp.max(jnp.abs(jnp.linalg.eigvalsh(pair)))
     ion = jnp.max(jnp.abs(jnp.linalg.eigvalsh(jnp.sum(pair, axis=1))))
     return site, ion
+
+
+def holding_size(lattice, duration):
+    """The smallest periodic box (cells per axis) that holds a run of ``duration`` periods, as advice
+    text: no sound leaving the sites at :func:`~jaxion.response.max_sound_speed` returns before the end."""
+    needed = int(math.ceil(duration * max_sound_speed(lattice) / float(lattice.spacing))) + 1
+    return f"size >= {needed} would be enough (no sound returns before the run ends)"
 
 
 def run_duration(position, velocity, t1, stop_z=None):

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks
-from .dissipation import recoil_matrix
+from .response import recoil_matrix
 from .elastic import ElasticContinuum
 from .units import KG_PER_S_PER_AMU_PER_PS, NEWTON_PER_METRE_PER_EV_PER_A2
 

@@ -25,6 +25,7 @@ import equinox as eqx
 
 from . import _checks
 from .dynamics import AbstractDynamics, CrossedPlane, run_from, straight_duration
+from .finite_box import check_sound_return
 from .full import FullDynamics
 from .kernel import KernelDynamics
 from .local import LocalDynamics
@@ -103,13 +104,11 @@ def check_energy_drift(trajectory, drift_tol=DRIFT_TOL):
     drift = np.asarray(trajectory.energy_drift)
     relative = drift / np.maximum(np.asarray(trajectory.energy_scale()), np.finfo(float).tiny)
     if np.any(~(relative <= drift_tol)):
-        warnings.warn(
+        _checks.warn(
             f"the energy drifted by {float(np.max(drift)):.3g} ({float(np.max(relative)):.2g} of |E(0)|, tolerance "
             f"drift_tol={drift_tol:g}): the time step is too large for the forces met; use a smaller dt (the result "
             "is not reliable where the drift is not far below the quantity of interest)",
-            EnergyDriftWarning,
-            stacklevel=3,
-        )
+            EnergyDriftWarning)
 
 
 class SinglePass(eqx.Module):
@@ -228,13 +227,11 @@ def check_precision(loss, initial_kinetic, dtype):
     loss = np.asarray(loss)
     unresolved = np.isfinite(loss) & (np.abs(loss) < floor)
     if np.any(unresolved):
-        warnings.warn(
+        _checks.warn(
             f"{int(np.sum(unresolved))} single-pass loss(es) are below what {jnp.dtype(dtype).name} resolves "
             f"({RESOLVED_ULPS:g} x eps x initial kinetic energy = {float(np.max(floor)):.3g}): their size and sign "
             "are rounding; run in float64 or use loss_perturbative",
-            PrecisionWarning,
-            stacklevel=3,
-        )
+            PrecisionWarning)
 
 
 def _keys(key, speed):
@@ -295,8 +292,8 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
     checked_start = (position, fastest, stop.duration(position, fastest, t1))
     dynamics = describe(system if ready else physical, t1, method, checked_start, **options)
     # The run length t1 is only an upper bound (slowdown x the crossing time of the slowest ion): the
-    # box warning before the runs is left out, and check_pass estimates, once, where returning sound
-    # changes a loss beyond its tolerance (for the speeds whose actual run lasts long enough).
+    # box warning before the runs is left out, and check_sound_return estimates, once, where returning
+    # sound changes a loss beyond its tolerance (for the speeds whose actual run lasts long enough).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FiniteBoxWarning)
         dynamics.check(*checked_start)
@@ -312,7 +309,9 @@ def single_pass(system, speed, start=(0.0, 0.0), method="full", margin=7.0, slow
     trajectory = one(speed, keys) if speed.ndim == 0 else jax.vmap(one)(speed, keys)
     require_finite_trajectory(trajectory)
     if _checks.is_concrete(trajectory.t_final):
-        dynamics.check_pass(speed, position[:2], trajectory.t_final)
+        if dynamics.periodic_size is not None:
+            check_sound_return(physical, speed, position[:2], dynamics.periodic_size, durations=trajectory.t_final,
+                               box_tol=dynamics.sound_return_tol)
     check_energy_drift(trajectory, drift_tol)
     completed = pass_completed(trajectory, stop_z)
     if incomplete == "raise" and _checks.is_concrete(completed) and not np.all(np.asarray(completed)):

@@ -12,14 +12,15 @@ Each device holds its slab's state in :class:`~jaxion.full.FullLattice`'s own fo
 and the physics is FullLattice's, unchanged, through :class:`SlabLattice` (a FullLattice that
 knows it holds one slab). Only three things differ from one device:
 
-* the halo (:meth:`SlabLattice.wrap`). The drift ``dq = h G rho'`` writes the halo from the
-  velocities; along axis 0 the ``w`` planes on each side come from the neighbouring slabs,
-  exchanged with ``lax.ppermute`` (slab ``d`` sends its last ``w`` planes to ``d + 1`` and its first
-  ``w`` to ``d - 1``, periodically), and the other axes wrap locally. The nearest and next-nearest
-  bonds of the simple cubic lattice reach ``w = 1`` plane; the halo cells then hold exactly the
-  arithmetic of the cells they copy, as on one device. The spring stencil is FullLattice's own
-  (:meth:`~jaxion.full.FullLattice._stencil`, whose flat neighbour shifts depend on the extent
-  of the axes after the first only) on the slab's halo-padded block;
+* the halo (:meth:`SlabStencil.wrap`, the stencil of :attr:`SlabLattice.stencil`). The drift
+  ``dq = h G rho'`` writes the halo from the velocities; along axis 0 the ``w`` planes on each side
+  come from the neighbouring slabs, exchanged with ``lax.ppermute`` (slab ``d`` sends its last ``w``
+  planes to ``d + 1`` and its first ``w`` to ``d - 1``, periodically), and the other axes wrap
+  locally. The nearest and next-nearest bonds of the simple cubic lattice reach ``w = 1`` plane; the
+  halo cells then hold exactly the arithmetic of the cells they copy, as on one device. The spring
+  stencil is the framework's own (:class:`~jaxion.stencil.PeriodicStencil`, whose flat neighbour
+  shifts are the halo array's strides and whose crop is the array's own extent less ``w`` per face)
+  on the slab's halo-padded block;
 * the interacting sites (:meth:`SlabLattice._sites`, :meth:`SlabLattice._add_at_sites`): a site in
   plane ``i_0`` lives on slab ``i_0 // l``. Each device reads the displacements of the sites it
   owns (zero for the others) and ``lax.psum`` assembles ``rho_S (S, 3)``; every entry has one
@@ -52,14 +53,16 @@ from . import _checks
 from .dynamics import CrossedPlane, run, straight_duration
 from .full import BOX_TOL, FullDynamics, FullLattice, _Drift, _Kick, _Rate
 from .sharding import device_mesh, mesh_axis
+from .stencil import PeriodicStencil
 
 SLAB_AXIS = "slab"
 
 
-class SlabLattice(FullLattice):
-    """The :class:`~jaxion.full.FullLattice` of one slab, inside ``shard_map`` over ``axis_name``.
+class SlabStencil(PeriodicStencil):
+    """The :class:`~jaxion.stencil.PeriodicStencil` of one slab of ``l = L / n`` planes along axis 0,
+    inside ``shard_map`` over ``axis_name``: its halo comes from the neighbouring slabs.
 
-    Attributes (besides FullLattice's; ``size`` is the whole lattice's ``L``):
+    Attributes (besides PeriodicStencil's; ``size`` is the whole lattice's ``L``):
         slabs: ``n``, the number of slabs (devices on the mesh axis), static.
         axis_name: the mesh axis the slabs lie along, static.
     """
@@ -67,27 +70,15 @@ class SlabLattice(FullLattice):
     slabs: int = eqx.field(static=True)
     axis_name: str = eqx.field(static=True)
 
-    def __init__(self, system, size, slabs, axis_name, dtype=jnp.float64):
-        super().__init__(system, size, dtype)
-        self.slabs = int(slabs)
+    def __init__(self, lattice, size, transverse, slabs, axis_name):
+        super().__init__(lattice, size, transverse)
+        self.slabs = slabs
         self.axis_name = axis_name
-        if size % slabs:
-            raise ValueError(f"size={size} must be a multiple of the {slabs} devices the lattice is split over")
-        if size // slabs < self.width:
-            raise ValueError(
-                f"size={size} over {slabs} devices leaves {size // slabs} planes per slab, fewer than the "
-                f"bonds' reach of {self.width}: use fewer devices or a larger lattice"
-            )
-
-    @property
-    def planes(self):
-        """``l = L / n``: planes per slab."""
-        return self.size // self.slabs
 
     @property
     def shape(self):
         """``(3, l, L, ...)``: shape of one slab's ``rho``."""
-        return (3, self.planes) + (self.size,) * (self.system.lattice.dim - 1)
+        return (3, self.size // self.slabs) + (self.size,) * (self.lattice.dim - 1)
 
     def wrap(self, rho):
         """``G rho`` of the slab: three ``(l, L, ...)`` -> three ``(l + 2w, L + 2w, ...)``; the ``w``
@@ -105,10 +96,39 @@ class SlabLattice(FullLattice):
 
         return tuple(one(component) for component in rho)
 
-    def interior(self, halo):
-        """The slab's own cells: three ``(l + 2w, L + 2w, ...)`` -> three ``(l, L, ...)``."""
-        width = self.width
-        return tuple(component[tuple(slice(width, n - width) for n in component.shape)] for component in halo)
+
+class SlabLattice(FullLattice):
+    """The :class:`~jaxion.full.FullLattice` of one slab, inside ``shard_map`` over ``axis_name``.
+
+    Attributes (besides FullLattice's; ``size`` is the whole lattice's ``L``):
+        slabs: ``n``, the number of slabs (devices on the mesh axis), static.
+        axis_name: the mesh axis the slabs lie along, static.
+    """
+
+    slabs: int = eqx.field(static=True)
+    axis_name: str = eqx.field(static=True)
+
+    def __init__(self, system, size, slabs, axis_name, dtype=jnp.float64):
+        self.slabs = int(slabs)
+        self.axis_name = axis_name
+        super().__init__(system, size, dtype)
+        if size % slabs:
+            raise ValueError(f"size={size} must be a multiple of the {slabs} devices the lattice is split over")
+        if size // slabs < self.width:
+            raise ValueError(
+                f"size={size} over {slabs} devices leaves {size // slabs} planes per slab, fewer than the "
+                f"bonds' reach of {self.width}: use fewer devices or a larger lattice"
+            )
+
+    @property
+    def stencil(self):
+        """The slab's :class:`SlabStencil` (halo from the neighbouring slabs), built on each use."""
+        return SlabStencil(self.system.lattice, self.size, self.transverse, self.slabs, self.axis_name)
+
+    @property
+    def planes(self):
+        """``l = L / n``: planes per slab."""
+        return self.size // self.slabs
 
     def _owned(self):
         """Per site: ``(owned (S,) bool, local cell indices in the halo array)``; the axis-0 index

@@ -98,7 +98,7 @@ def test_demo_quick_writes_figure_and_numbers(capsys, tmp_path):
         code, out, _ = run_cli(["demo", "--quick", "--out", str(tmp_path)], capsys)
     assert code == 0
     # The 64-mass chain's passes at v = 5-40: sound does go round the box within the runs (2 warnings
-    # before the estimate), but changes the losses by < 1e-9 (jaxion.full.finite_box_change: 5e-10 at most).
+    # before the estimate), but changes the losses by < 1e-9 (jaxion.finite_box.finite_box_change: 5e-10 at most).
     assert not [w for w in caught if issubclass(w.category, FiniteBoxWarning)]
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     payload = json.loads((tmp_path / "demo.json").read_text())

@@ -13,8 +13,8 @@ from jaxion.dissipation import (
     loss_chain_closed_form,
     loss_low_speed,
     loss_perturbative,
-    recoil_matrix,
 )
+from jaxion.response import recoil_matrix
 from jaxion.potentials import Gaussian, PairFunction, Yukawa
 from jaxion.system import System
 

@@ -138,8 +138,8 @@ def test_vectorised_and_jittable():
 
 
 def test_recoil_matrix_dispatch():
-    """jaxion.dissipation.recoil_matrix integrates any framework's recoil_density."""
-    from jaxion.dissipation import recoil_matrix
+    """jaxion.response.recoil_matrix integrates any framework's recoil_density."""
+    from jaxion.response import recoil_matrix
 
     solid = ElasticContinuum(RHO, c11=C11, c12=C12, c44=C44)
     directions, weights = sphere_rule(24, 48)

@@ -1,16 +1,16 @@
 """The whole-lattice method (jaxion.full) and the solvers (jaxion.solvers).
 
-Every number is checked against an independent route: the stencil against the dynamical matrix
-applied in Fourier space, energies and momenta against conservation laws, losses against the
-perturbative theory (closed form Eq. 14, the Brillouin-zone quadrature Eq. 13 and a finite-L
-mode sum written here with a numerical time transform), solver orders against a reference solve, the Nystroem-form Runge-Kutta against diffrax's own.
+Every number is checked against an independent route: energies and momenta against conservation
+laws, losses against the perturbative theory (closed form Eq. 14, the Brillouin-zone quadrature
+Eq. 13 and a finite-L mode sum written here with a numerical time transform), solver orders against
+a reference solve, the Nystroem-form Runge-Kutta against diffrax's own. The spring stencil itself is
+checked in tests/test_stencil.py.
 Sizes are small (cubic L <= 12, chain L = 128) so the file runs in well under a minute.
 """
 
 import warnings
 
 import diffrax
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,61 +61,6 @@ def quiet_single_pass(*args, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return single_pass(*args, method="full", **kwargs)
-
-
-# --- stencil ------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "lattice, size",
-    [
-        (Lattice([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, -1), (0, 1, 1), (1, 1, 1)],
-                 k_long=[15, 14, 13, 5, 4, 3, 2], k_trans=[1, 2, 0.5, 0.3, 0.2, 0.1, 0.7],
-                 confinement=[0.5, 1.0, 2.0], mass=1.7), 6),
-        (Chain(k_par=99 / 4, k_perp=7.0, kappa_par=1.0, kappa_perp=0.5, mass=0.8), 10),
-    ],
-)
-def test_stencil_equals_fourier_dynamical_matrix(lattice, size):
-    """-m W rho by rolls equals -m D(q) rho_q applied by FFT (D from lattice.dynamical_matrix).
-    Rounding only: 1e-12 relative to the largest force."""
-    system = System(lattice, Gaussian(0.01, 0.5), mass=(1.0, 1.0, 1.0))
-    model = full.FullLattice(system, size)
-    rho = jax.random.normal(jax.random.PRNGKey(1), model.shape)
-    stencil = eqx.filter_jit(model.spring_force)(rho)
-    axes = tuple(range(1, rho.ndim))
-    q = periodic_grid(size, lattice.dim).reshape((size,) * lattice.dim + (lattice.dim,))
-    d = lattice.dynamical_matrix(q) * lattice.mass
-    fourier = -jnp.einsum("...ij,j...->i...", d, jnp.fft.fftn(rho, axes=axes))
-    fourier = jnp.fft.ifftn(fourier, axes=axes)
-    assert float(jnp.max(jnp.abs(fourier.imag))) < 1e-12 * float(jnp.max(jnp.abs(stencil)))
-    assert float(jnp.max(jnp.abs(fourier.real - stencil))) < 1e-12 * float(jnp.max(jnp.abs(stencil)))
-
-
-@pytest.mark.parametrize("size", [5, 6])
-def test_spring_force_vjp_equals_autodiff_of_stencil(size):
-    """The reverse-mode derivative of spring_force (the stencil's exact transpose over the zero-
-    embedded cotangent, folded back by G^T; springs and scale by the parameter-only VJP) equals
-    plain autodiff through the wrapping gather and the stencil's slices, for the displacements and
-    every lattice parameter (general lattice with confinement and transverse springs, traced
-    scale). Rounding only: 1e-12 relative."""
-    lattice = Lattice([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 0, -1)], k_long=[15, 14, 13, 5, 4],
-                      k_trans=[1, 2, 0.5, 0.3, 0.2], confinement=[0.5, 1.0, 2.0], mass=1.7)
-    model = full.FullLattice(System(lattice, Gaussian(0.01, 0.5), mass=(1.0, 1.0, 1.0)), size)
-    rho = jax.random.normal(jax.random.PRNGKey(2), model.shape)
-    cotangent = jax.random.normal(jax.random.PRNGKey(3), model.shape)
-    scale = jnp.asarray(4.0 * np.pi**2 / 1.7)
-
-    def pullback(apply):
-        _, vjp = eqx.filter_vjp(apply, model, scale, rho)
-        return vjp(cotangent)
-
-    wrapped = np.arange(-1, size + 1) % size  # the halo by plain indexing (autodiff: scatter-add)
-    custom = pullback(lambda m, s, r: m.spring_force(r, s))
-    plain = pullback(lambda m, s, r: jnp.stack(m._stencil(tuple(r[(slice(None),) + np.ix_(wrapped, wrapped, wrapped)]), s)))
-    leaves_custom, leaves_plain = jax.tree_util.tree_leaves(custom), jax.tree_util.tree_leaves(plain)
-    assert len(leaves_custom) == len(leaves_plain) >= 6  # rho, scale, k_long, k_trans, confinement, ...
-    for a, b in zip(leaves_custom, leaves_plain):
-        assert float(jnp.max(jnp.abs(a - b))) <= 1e-12 * max(float(jnp.max(jnp.abs(b))), 1.0)
 
 
 # --- conservation laws ----------------------------------------------------------------------
@@ -265,7 +210,7 @@ def test_nystrom_runge_kutta_is_diffrax_step(name):
     (same accepted and rejected steps, since the error estimates agree). 1e-13 allows the
     different summation order (1e-16 per operation) to accumulate over the run."""
     partitioned, first_order, y0 = _anharmonic_terms()
-    nystrom, generic = full.make_solver(name), full._TABLEAUX[name][0]()
+    nystrom, generic = full.make_solver(name), solvers.TABLEAUX[name][0]()
     for controller in (diffrax.ConstantStepSize(), diffrax.PIDController(rtol=1e-7, atol=1e-9)):
         a = diffrax.diffeqsolve(partitioned, nystrom, 0.0, 3.0, 0.05, y0, stepsize_controller=controller)
         b = diffrax.diffeqsolve(first_order, generic, 0.0, 3.0, 0.05, y0, stepsize_controller=controller)

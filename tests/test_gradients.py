@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxion.dissipation import drag_tensor, loss_chain_closed_form, loss_low_speed, loss_perturbative, recoil_matrix
+from jaxion.dissipation import drag_tensor, loss_chain_closed_form, loss_low_speed, loss_perturbative
+from jaxion.response import recoil_matrix
 from jaxion.elastic import ElasticContinuum
 from jaxion.lattice import Chain, SimpleCubic
 from jaxion.potentials import Gaussian, Yukawa

@@ -297,8 +297,8 @@ def test_absorbing_boundary_choice_and_bad_input():
 # ----------------------------------------------------------------------------- trajectories
 
 
-def compare(system, size, sigma0, v0, t1, dt, phi0, width, tol, **options):
-    traj = jk.simulate(system, sigma0, v0, t1, size=size, dt=dt, n_save=11, save_sites=True, **options)
+def compare(system, size, sigma0, v0, t1, dt, phi0, width, tol, n_save=11, **options):
+    traj = jk.simulate(system, sigma0, v0, t1, size=size, dt=dt, n_save=n_save, save_sites=True, **options)
     ps, vs, rs = reference(system, size, np.asarray(sigma0), np.asarray(v0), np.asarray(traj.ts), phi0, width)
     assert np.max(np.abs(np.asarray(traj.position) - ps)) < tol
     assert np.max(np.abs(np.asarray(traj.velocity) - vs)) < tol * 10  # velocities are ~10x positions here
@@ -325,6 +325,17 @@ def test_cubic_four_sites_matches_whole_lattice_and_blocked_equals_direct():
     np.testing.assert_allclose(blocked.position, direct.position, atol=1e-12)
     np.testing.assert_allclose(blocked.velocity, direct.velocity, atol=1e-11)
     assert np.ptp(np.asarray(direct.energy)) < 1e-9
+
+
+@pytest.mark.parametrize("block", [None, 16])
+def test_runs_shorter_than_the_quadrature_order_match_the_whole_lattice(block):
+    # 1, 2 and 6 steps: fewer than the order-8 scheme's 7 starting values (it used to fail for the
+    # direct sum, whose table was padded to 2 (n + 1) rows only). Same reference and tolerance as above.
+    chain = jx.Chain(spacing=2.0, kappa_par=1.0, kappa_perp=0.0)
+    system = System(chain, Gaussian(1.0, 0.5), sites=[(0,)], mass=(jnp.inf, 1.0, 1.0))
+    for n_steps in (1, 2, 6):
+        compare(system, 12, jnp.array([0.0, 0.3, -0.2]), jnp.array([0.0, 0.0, 6.0]), n_steps * 2e-3, 2e-3, 1.0, 0.5,
+                1e-8, n_save=n_steps + 1, block=block)
 
 
 def test_trapped_fig6_like_run_matches_whole_lattice():

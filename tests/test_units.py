@@ -7,7 +7,7 @@ import pytest
 from scipy import constants as sc
 
 import jaxion  # noqa: F401  (enables float64)
-from jaxion.dissipation import spring_lattice_recoil
+from jaxion.response import spring_lattice_recoil
 from jaxion.elastic import ElasticContinuum
 from jaxion.lattice import SimpleCubic
 from jaxion.units import UnitSystem

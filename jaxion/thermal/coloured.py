@@ -14,6 +14,13 @@ used twice the linear-response correction). The random force has the phonon band
 time and tends to the white-noise Langevin equation (5.2) when that is short compared with the
 ion's motion. At zero temperature the sites are at rest and this is the deterministic time-local
 equation of motion.
+
+:class:`ColouredNoiseDynamics` is a description of :mod:`jaxion.dynamics`
+(:mod:`jaxion.thermal.trajectory`): built with a step ``dt`` (ps), ``jaxion.dynamics.run(dynamics,
+(R, V), t1, saveat=..., stop=...)`` integrates it as :func:`run_coloured` does (Tsit5, steps of at
+most ``dt``), returning a :class:`~jaxion.trajectory.Trajectory`; no key is needed (the thermal
+motion is the sampled modes'). Its energy depends on the time through the sites' motion:
+``energy(state, t)``, and the saves' energies are taken at their times.
 """
 
 import diffrax
@@ -24,7 +31,7 @@ import numpy as np
 
 from .. import _checks
 from .model import IonInFramework
-from .trajectory import ThermalTrajectory, poison_after_failure
+from .trajectory import AbstractTimeLocalDynamics, ThermalTrajectory, poison_after_failure, step_option
 
 # Largest omega * dt accepted for the fixed-step Runge-Kutta solve (phonon forcing and ion well).
 MAX_PHASE_PER_STEP = 0.5
@@ -32,8 +39,8 @@ MAX_PHASE_PER_STEP = 0.5
 MAX_STEP_FACTOR = 16
 
 
-class ColouredNoiseDynamics(eqx.Module):
-    """The ion driven by thermal sites (physics.md 5.3).
+class ColouredNoiseDynamics(AbstractTimeLocalDynamics):
+    """The ion driven by thermal sites (physics.md 5.3), a description of :mod:`jaxion.dynamics`.
 
     Attributes:
         model: the :class:`IonInFramework` (its neighbour stencil's ``size`` must be the modes' box).
@@ -41,14 +48,22 @@ class ColouredNoiseDynamics(eqx.Module):
         landscape: optional landscape (``AbstractLandscape``) whose ``correction`` (its difference
             from the rigid one) softens the interaction; ``None`` for no softening.
         applied_force: ``(3,)`` constant external force on the ion, meV/Å (drift mobility).
+        dt: the largest step (ps; a Python float) of runs through :func:`jaxion.dynamics.run`, or
+            ``None`` (:func:`run_coloured` takes its own).
+        tolerance: static; the error control's relative and absolute tolerance (Å, Å/ps) of those runs.
+
+    The state is ``(R (3,), V (3,))``; the energy is not conserved (``conservative`` is ``False``):
+    the moving sites do work on the ion and the drag takes it.
     """
 
     model: IonInFramework
     modes: eqx.Module
     landscape: eqx.Module | None
     applied_force: jax.Array
+    dt: float | None
+    tolerance: float = eqx.field(static=True)
 
-    def __init__(self, model, modes, landscape=None, applied_force=(0.0, 0.0, 0.0)):
+    def __init__(self, model, modes, landscape=None, applied_force=(0.0, 0.0, 0.0), *, dt=None, tolerance=1e-6):
         if not isinstance(model, IonInFramework):
             raise ValueError(f"model must be an IonInFramework, got {type(model).__name__}")
         if model.size != modes.size:
@@ -58,6 +73,9 @@ class ColouredNoiseDynamics(eqx.Module):
             )
         self.model, self.modes, self.landscape = model, modes, landscape
         self.applied_force = jnp.asarray(applied_force, dtype=float)
+        self.dt = step_option(dt)
+        _checks.require_positive("tolerance", tolerance)
+        self.tolerance = float(tolerance)
 
     def __check_init__(self):
         _checks.require_shape("applied_force", self.applied_force, (3,))
@@ -110,9 +128,54 @@ class ColouredNoiseDynamics(eqx.Module):
         drag = -hessian @ self.model.loss_tensor @ jnp.einsum("nij,nj->i", hessians, relative)
         return (force + self.applied_force + drag) / self.model.ion_mass
 
-    def energy(self, t, position, velocity):
-        """Ion kinetic plus potential energy, meV (not conserved: the framework does work)."""
+    def energy(self, state, t=0.0):
+        """Ion kinetic plus potential energy of ``state = (R, V)`` at time ``t`` (ps; the sites' thermal
+        motion depends on it), meV; not conserved: the framework does work."""
+        position, velocity = state
         return 0.5 * self.model.ion_mass * jnp.sum(velocity**2) + self.potential_energy(position, t)
+
+    def energy_at(self, t, position, velocity):
+        return self.energy((position, velocity), t)
+
+    @property
+    def conservative(self):
+        """``False``: the moving sites and the drag exchange energy with the ion."""
+        return False
+
+    def vector_field(self, t, state, args):
+        """``(R', V')`` at time ``t``: the ODE of the run."""
+        position, velocity = state
+        return velocity, self.acceleration(t, position, velocity)
+
+    # -- the interface (jaxion.dynamics) ------------------------------------------------------
+
+    def initial_state(self, position, velocity, key=None):
+        """``(R, V)`` (Å, Å/ps); ``key`` is not used (the sites' thermal motion is the sampled modes)."""
+        if velocity is None:
+            raise ValueError("pass the ion's velocity: the coloured-noise description draws no velocity (its thermal "
+                             "motion is the sampled modes'; jaxion.thermal.model.maxwell_velocity draws one)")
+        position, velocity = (jnp.asarray(x, dtype=float) for x in (position, velocity))
+        for name, value in (("position", position), ("velocity", velocity)):
+            _checks.require_shape(name, value, (3,))
+            _checks.require_finite(name, value)
+        return position, velocity
+
+    def check(self, position, velocity, duration):
+        """:meth:`check_step` with the description's ``dt`` at ``position``."""
+        self.check_step(self.step(), position)
+
+    def terms(self, key=None):
+        """``ODETerm`` of :meth:`vector_field` through a closure: a concrete description's arrays are
+        then constants of :func:`run_coloured`'s solve (as they always were; a bound method would
+        pass the complex mode amplitudes to diffrax as inputs), a traced one's stay traced."""
+        return diffrax.ODETerm(lambda t, state, args: self.vector_field(t, state, args))
+
+    def solver(self):
+        return diffrax.Tsit5()
+
+    def step_control(self, t1):
+        """``dt0 = dt``, PID control with ``dtmax = dt`` (steps of at most ``dt``), as :func:`run_coloured`."""
+        return _step_control(self.step(), self.tolerance, self.n_steps(t1))
 
     def check_step(self, dt, position):
         """Raise ``ValueError`` unless ``omega dt <= MAX_PHASE_PER_STEP`` for the highest phonon
@@ -135,7 +198,8 @@ def run_coloured(dynamics, position, velocity, t1, dt, *, save_every=1, toleranc
     absolute tolerance ``tolerance`` in Å and Å/ps) where the ion meets a steep wall or a site
     moving fast; saves every ``save_every`` multiples of ``dt``. Pure in the state: ``jax.vmap``
     over positions/velocities (and over ``dynamics`` built from a batch of sampled modes) runs
-    ensembles.
+    ensembles. The description's own ``dt`` and ``tolerance`` (for :func:`jaxion.dynamics.run`,
+    which integrates it the same way) are not used here.
 
     Returns:
         :class:`ThermalTrajectory` with ``T = n_steps // save_every + 1`` saves.
@@ -146,19 +210,21 @@ def run_coloured(dynamics, position, velocity, t1, dt, *, save_every=1, toleranc
     if _checks.is_concrete(position, dynamics):
         dynamics.check_step(dt, position)
     ts = jnp.arange(0, n_steps + 1, save_every) * dt
-
-    def vector_field(t, state, args):
-        position, velocity = state
-        return velocity, dynamics.acceleration(t, position, velocity)
-
+    dt0, controller, max_steps = _step_control(dt, tolerance, n_steps)
     solution = diffrax.diffeqsolve(
-        diffrax.ODETerm(vector_field), diffrax.Tsit5(), t0=0.0, t1=n_steps * dt, dt0=dt,
+        dynamics.terms(), dynamics.solver(), t0=0.0, t1=n_steps * dt, dt0=dt0,
         y0=(jnp.asarray(position, dtype=float), jnp.asarray(velocity, dtype=float)),
-        saveat=diffrax.SaveAt(ts=ts), max_steps=MAX_STEP_FACTOR * n_steps + 1,
-        stepsize_controller=diffrax.PIDController(rtol=tolerance, atol=tolerance, dtmax=dt),
+        saveat=diffrax.SaveAt(ts=ts), max_steps=max_steps, stepsize_controller=controller,
         throw=False, progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
     )
     positions, velocities = solution.ys
-    energy = jax.vmap(dynamics.energy)(ts, positions, velocities)
+    energy = jax.vmap(dynamics.energy_at)(ts, positions, velocities)
     finite, positions, velocities, energy = poison_after_failure(positions, velocities, energy)
     return ThermalTrajectory(ts, positions, velocities, energy, finite)
+
+
+def _step_control(dt, tolerance, n_steps):
+    """``(dt0, controller, max_steps)`` of a run of ``n_steps`` steps ``dt``: Tsit5's error control at
+    ``tolerance``, steps of at most ``dt``, at most ``MAX_STEP_FACTOR`` steps per step of ``dt``."""
+    controller = diffrax.PIDController(rtol=tolerance, atol=tolerance, dtmax=dt)
+    return dt, controller, MAX_STEP_FACTOR * n_steps + 1

@@ -11,7 +11,6 @@ the batch size and however many devices a batch is spread over (:func:`jaxion.sh
 """
 
 import os
-import warnings
 from pathlib import Path
 
 import jax
@@ -82,10 +81,9 @@ def run_ensemble(simulate, keys, *, batch=16, out=None, name="trajectories", pro
     if not finite.any():
         raise FloatingPointError(f"all {count} trajectories became non-finite: the time step is too large")
     if not finite.all():
-        warnings.warn(
+        _checks.warn(
             f"{int((~finite).sum())} of {count} trajectories became non-finite and are left out",
-            FailedTrajectoryWarning, stacklevel=2,
-        )
+            FailedTrajectoryWarning)
         trajectories = jax.tree_util.tree_map(lambda x: x[finite], trajectories)
     return trajectories
 

@@ -32,13 +32,21 @@ one solve per save interval on the exact step grid ``k dt`` and hands the solver
 acceleration) on, so the run is one unbroken Verlet trajectory (equal to a bare ``lax.scan`` of
 the step to rounding) at ~1.2-1.4x the bare scan's cost per step (L = 10-20).
 
+:class:`FullThermalDynamics` is a description of :mod:`jaxion.dynamics`
+(:mod:`jaxion.thermal.trajectory`): built with a step ``dt`` (ps), ``jaxion.dynamics.run(dynamics,
+state, t1, saveat=..., stop=...)`` integrates it with the same scan of segments (each segment the
+common step interval of the save times, the stop an event of each segment's solve) and returns a
+:class:`~jaxion.trajectory.Trajectory` whose energy is conserved (``conservative``). Its
+``initial_state(position, velocity, key)`` draws the lattice's thermal state at the description's
+``temperature`` from ``key`` (:func:`~jaxion.thermal.modes.thermal_modes`, as :meth:`thermal_state`),
+and starts it at rest at ``T = 0`` (classical statistics) without a key.
+
 Finite size (:func:`finite_size`): the box is ``L a`` wide, so the thermal field is periodic in
 space with that period (an ion that travels ``L a`` meets the same field pattern again), and sound
 crosses the box in ``L a / v_max``; a disturbance the ion makes returns to it after that time.
 """
 
 import math
-import warnings
 from typing import NamedTuple
 
 import diffrax
@@ -49,11 +57,14 @@ import numpy as np
 
 from .. import _checks
 from ..brillouin import periodic_grid, sphere_rule
+from ..dynamics import _traced_floats
 from ..run_checks import FiniteBoxWarning
 from ..solvers import VelocityVerlet
+from ..stencil import PeriodicStencil
+from ..trajectory import Trajectory
 from .model import IonInFramework
-from .modes import ThermalModes
-from .trajectory import ThermalTrajectory, poison_after_failure
+from .modes import STATISTICS, ThermalModes, thermal_modes
+from .trajectory import AbstractThermalDynamics, ThermalTrajectory, poison_after_failure, step_option
 
 # Largest omega * dt accepted (highest phonon, the ion's well). Velocity Verlet is stable up to
 # omega dt = 2; at 0.5 the fastest mode's energy oscillates by ~(omega dt)^2 / 4 = 6% and its
@@ -63,8 +74,9 @@ MAX_PHASE_PER_STEP = 0.5
 _FREQUENCY_GRID = 32
 
 
-class FullThermalDynamics(eqx.Module):
-    """The ion plus the whole periodic lattice (physics.md 5.4), physical units.
+class FullThermalDynamics(AbstractThermalDynamics):
+    """The ion plus the whole periodic lattice (physics.md 5.4), physical units; a description of
+    :mod:`jaxion.dynamics` (module docstring).
 
     The state is the pytree ``((u, R), (v, V))``: lattice displacements ``u (L, L, L, 3)`` Å,
     unwrapped ion position ``R (3,)`` Å, lattice velocities ``v (L, L, L, 3)`` Å/ps, ion velocity
@@ -76,12 +88,19 @@ class FullThermalDynamics(eqx.Module):
             (the stencil then skips that term, 2.6x faster at L = 20 for central springs; as in
             :class:`jaxion.full.FullLattice`). Build the dynamics outside ``jit`` to keep it: a
             model traced at construction keeps the transverse term.
+        temperature: kelvin (``>= 0``), of the lattice :meth:`initial_state` draws from a key.
+        statistics: static; ``"classical"`` or ``"quantum"`` lattice of those draws.
+        dt: the time step (ps; a Python float) of runs through :func:`jaxion.dynamics.run`, or
+            ``None`` (:func:`run_full_thermal` takes its own).
     """
 
     model: IonInFramework
     transverse: bool = eqx.field(static=True)
+    temperature: jax.Array
+    statistics: str = eqx.field(static=True)
+    dt: float | None
 
-    def __init__(self, model):
+    def __init__(self, model, *, temperature=0.0, statistics="classical", dt=None):
         if not isinstance(model, IonInFramework):
             raise ValueError(f"model must be an IonInFramework, got {type(model).__name__}")
         size = model.size
@@ -105,6 +124,13 @@ class FullThermalDynamics(eqx.Module):
         self.model = model
         k_trans = model.lattice.k_trans
         self.transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
+        self.temperature = jnp.asarray(temperature, dtype=float)
+        _checks.require_shape("temperature", self.temperature, ())
+        _checks.require_positive("temperature (K)", self.temperature, allow_zero=True)
+        if statistics not in STATISTICS:
+            raise ValueError(f"statistics must be one of {STATISTICS}, got {statistics!r}")
+        self.statistics = statistics
+        self.dt = step_option(dt)
 
     @property
     def size(self):
@@ -118,13 +144,37 @@ class FullThermalDynamics(eqx.Module):
 
     # ------------------------------------------------------------------ state
 
-    def initial_state(self, position, velocity, lattice_displacements=None, lattice_velocities=None):
+    def initial_state(self, position, velocity, key=None, lattice_velocities=None, *, lattice_displacements=None):
         """The state ``((u, R), (v, V))`` from the ion's ``position``/``velocity`` ``(3,)`` (Å, Å/ps)
-        and the lattice's displacements/velocities ``(L, L, L, 3)`` (Å, Å/ps; ``None``: at rest).
+        and the lattice's displacements/velocities ``(L, L, L, 3)`` (Å, Å/ps).
+
+        The lattice: the given arrays (either ``None``: that part at rest); else, with ``key``, a
+        thermal state at the description's ``temperature`` and ``statistics`` drawn from it
+        (:func:`~jaxion.thermal.modes.thermal_modes`, what a physicist starting a thermal run
+        expects); else at rest, which is the thermal state only at ``T = 0`` with classical
+        statistics (anything else needs a key). A float array of the lattice's shape in place of
+        ``key`` is read as ``lattice_displacements`` (the former positional form
+        ``initial_state(R, V, u, v)``).
 
         Raises:
-            ValueError: a wrong shape or a non-finite entry (named), checked on concrete values.
+            ValueError: a wrong shape or a non-finite entry (named), checked on concrete values; a
+            key together with lattice arrays; no key where the lattice is thermal.
         """
+        if key is not None and not _is_key(key):  # initial_state(R, V, u, v)
+            if lattice_displacements is not None:
+                raise ValueError("lattice_displacements given twice (as the third argument and by name)")
+            key, lattice_displacements = None, key
+        given = lattice_displacements is not None or lattice_velocities is not None
+        if key is not None:
+            if given:
+                raise ValueError("give a key (a thermal lattice drawn at the description's temperature) or the "
+                                 "lattice's displacements and velocities, not both")
+            modes = thermal_modes(self.model.lattice, self.size, self.temperature, key, statistics=self.statistics)
+            return self.thermal_state(position, velocity, modes)
+        if not given and not (self.statistics == "classical" and _checks.is_concrete(self.temperature)
+                              and float(self.temperature) == 0.0):
+            raise ValueError(f"a key is needed to draw the lattice's thermal state ({self.statistics} statistics, T = "
+                             f"{self.temperature} K), or pass lattice_displacements and lattice_velocities")
         position = jnp.asarray(position, dtype=float)
         velocity = jnp.asarray(velocity, dtype=float)
         rest = jnp.zeros(self.lattice_shape)
@@ -144,7 +194,8 @@ class FullThermalDynamics(eqx.Module):
             )
         if modes.size != self.size:
             raise ValueError(f"the thermal modes' box (size={modes.size}) must be the model's (size={self.size})")
-        return self.initial_state(position, velocity, modes.displacements(t), modes.velocities(t))
+        return self.initial_state(position, velocity, lattice_displacements=modes.displacements(t),
+                                  lattice_velocities=modes.velocities(t))
 
     def check_state(self, state):
         """``ValueError`` naming the part of ``state`` with a wrong shape or a NaN/inf entry
@@ -175,31 +226,17 @@ class FullThermalDynamics(eqx.Module):
 
     # ------------------------------------------------------------------ forces (written once)
 
-    def spring_force(self, u):
-        """``-kappa u_n - sum_b Phi_b (2 u_n - u_{n+b} - u_{n-b})`` for ``u (L, L, L, 3)``, meV/Å.
+    @property
+    def stencil(self):
+        """The framework's :class:`~jaxion.stencil.PeriodicStencil` (built on use from the model's lattice)."""
+        return PeriodicStencil(self.model.lattice, self.size, self.transverse)
 
-        ``Phi_b = k_long u u^T + k_trans (1 - u u^T)`` (``lattice.bond_tensors()``) is applied
-        through the bond's static direction ``u`` per Cartesian component, so the whole stencil is
-        elementwise and fuses (a ``3 x 3`` product per bond is an unfused matrix multiply, ~1.5x
-        slower at L = 20). One ``jnp.roll`` pair per bond and component, no loop over sites.
-        """
-        lattice = self.model.lattice
-        components = [u[..., i] for i in range(3)]
-        force = [-lattice.confinement[i] * components[i] for i in range(3)]
-        for bond, (offset, direction) in enumerate(zip(lattice.offsets, lattice.directions)):
-            ahead, behind = tuple(-int(c) for c in offset), tuple(int(c) for c in offset)  # rolls giving u_{n+-b}
-            needed = range(3) if self.transverse else [i for i, w in enumerate(direction) if w != 0.0]
-            lap = {i: 2.0 * components[i] - jnp.roll(components[i], ahead, (0, 1, 2))
-                   - jnp.roll(components[i], behind, (0, 1, 2)) for i in needed}
-            along = sum(w * lap[i] for i, w in enumerate(direction) if w != 0.0)  # u . lap
-            k_long, k_trans = lattice.k_long[bond], lattice.k_trans[bond]
-            for i, w in enumerate(direction):
-                # -Phi_b lap = -k_trans lap - (k_long - k_trans) u (u . lap)
-                if self.transverse:
-                    force[i] = force[i] - k_trans * lap[i]
-                if w != 0.0:
-                    force[i] = force[i] - (k_long - k_trans if self.transverse else k_long) * w * along
-        return jnp.stack(force, axis=-1)
+    def spring_force(self, u):
+        """``-kappa u_n - sum_b Phi_b (2 u_n - u_{n+b} - u_{n-b})`` for ``u (L, L, L, 3)``, meV/Å: the
+        framework's :class:`~jaxion.stencil.PeriodicStencil` on the component-major view of ``u`` (the
+        transposes fuse into its loops: 1.6-2.2x faster at L = 10-30 than rolls of the ``(L, L, L, 3)``
+        array, and equal to them bitwise for central springs)."""
+        return jnp.moveaxis(self.stencil.spring_force(jnp.moveaxis(u, -1, 0)), 0, -1)
 
     def site_index(self, position):
         """Lattice indices (three ``(C,)`` integer arrays) of the stencil's sites around ``position``."""
@@ -269,6 +306,31 @@ class FullThermalDynamics(eqx.Module):
         """diffrax terms ``(drift, kick)`` for :class:`jaxion.solvers.SymplecticComposition`."""
         return diffrax.ODETerm(_Drift()), diffrax.ODETerm(_Kick(self))
 
+    # ------------------------------------------------------------------ the interface (jaxion.dynamics)
+
+    def ion(self, state):
+        return self.position(state), self.velocity(state)
+
+    def check(self, position, velocity, duration):
+        """:meth:`check_step` with the description's ``dt`` at ``position``."""
+        self.check_step(self.step(), position)
+
+    def integrate(self, state, t1, save_times, stop=None, key=None, progress=False):
+        """Velocity Verlet from ``state`` for the ``t1 / dt`` steps (``key`` and ``progress`` are not
+        used: no noise, no progress meter), as :func:`run_full_thermal`: a scan of segments, each
+        the common step interval of the save times (concrete; saved at the step points nearest to
+        them), with the stop an event of each segment's solve; a stopped run's later segments end
+        at once."""
+        self.check_state(state)
+        n_steps = self.n_steps(t1)
+        if not _checks.is_concrete(save_times):
+            raise ValueError("the full thermal description saves at its step points: save_times must be concrete")
+        index = np.rint(np.asarray(save_times, dtype=float) / self.dt).astype(int)
+        if index.ndim != 1 or np.any(index < 0) or np.any(index > n_steps):
+            raise ValueError(f"save_times must be a (T,) array of times in [0, t1 = {n_steps * self.dt:g}] ps")
+        every = int(np.gcd.reduce(np.append(index, n_steps)))
+        return _integrate(_traced_floats(self), state, n_steps // every, every, jnp.asarray(index // every), stop)
+
 
 def _eigenvalues(lattice, size):
     """``omega^2 (size^3, 3)`` on the periodic mesh (Gamma first), rad^2/ps^2: ``D(q)`` by JAX
@@ -311,6 +373,24 @@ class _Observe(eqx.Module):
         return self.dynamics.position(y), self.dynamics.velocity(y), self.dynamics.energy(y)
 
 
+class _StopEvent(eqx.Module):
+    """Event condition of a segment: the run has stopped already, or ``stop`` holds on the ion."""
+
+    dynamics: FullThermalDynamics
+    stop: eqx.Module
+    stopped: jax.Array
+
+    def __call__(self, t, y, args, **kwargs):
+        return self.stopped | jnp.asarray(self.stop(t, *self.dynamics.ion(y)), dtype=bool)
+
+
+def _is_key(value):
+    """Whether ``value`` is a PRNG key (typed, or a legacy ``uint32 (2,)`` one)."""
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and (jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+                                  or (dtype == np.uint32 and np.shape(value) == (2,)))
+
+
 class FullThermalRun(eqx.Module):
     """A full thermal run (batched runs add a leading axis to every field).
 
@@ -349,7 +429,8 @@ def run_full_thermal(dynamics, state, t1, dt, *, save_every=1):
     at trace time. Differentiable (reverse mode through diffrax's checkpointed loop).
 
     Args:
-        dynamics: the :class:`FullThermalDynamics`.
+        dynamics: the :class:`FullThermalDynamics` (its own ``dt``, for :func:`jaxion.dynamics.run`,
+            is not used here).
         state: ``((u, R), (v, V))`` from :meth:`FullThermalDynamics.initial_state` (or
             :meth:`~FullThermalDynamics.thermal_state`).
         t1: duration, ps (concrete); rounded up to a whole number of save intervals.
@@ -373,41 +454,89 @@ def run_full_thermal(dynamics, state, t1, dt, *, save_every=1):
     if _checks.is_concrete(dynamics):
         dynamics.check_step(dt, dynamics.position(state))
     n_saves = max(1, int(math.ceil(t1 / (dt * save_every) * (1.0 - 1e-12))))
-    return _solve(dynamics, state, n_saves, save_every, jnp.asarray(dt))  # a traced dt: one compile for all steps
+    # a traced dt: one compile for all steps
+    return _solve(_traced_floats(dynamics), state, n_saves, save_every, jnp.asarray(dt))
 
 
-@eqx.filter_jit
-def _solve(dynamics, state, n_saves, save_every, dt):
-    """``lax.scan`` over the ``n_saves`` save intervals, each a diffrax solve of ``save_every``
-    steps that hands the solver state (the last acceleration) to the next, so the whole run is one
-    unbroken Verlet trajectory with one force evaluation per step. (Saving through
-    ``SaveAt(ts=..., fn=...)`` instead copies the step's dense output, two lattice states, in every
-    step: 2x slower per step at L = 20.)"""
+def _segments(dynamics, state, n_segments, every, dt, stop=None):
+    """``lax.scan`` over ``n_segments`` segments, each a diffrax solve of ``every`` steps that hands the
+    solver state (the last acceleration) to the next, so the whole run is one unbroken Verlet
+    trajectory with one force evaluation per step. (Saving through ``SaveAt(ts=..., fn=...)``
+    instead copies the step's dense output, two lattice states, in every step: 2x slower per step at
+    L = 20.) With a ``stop``, each segment's solve ends at the end of the first step where it holds
+    (or at once, once the run has stopped).
+
+    Returns:
+        ``(final_state, (positions, velocities, energies), ends)``: the observations at the start and
+        at each segment's end (``(n_segments + 1, ...)``) and, with a stop, per segment ``(time
+        reached, whether the stop held, whether the segment's end was reached)`` (``None`` without).
+    """
     terms, solver = dynamics.terms(), VelocityVerlet()
     observe = _Observe(dynamics)
 
     def segment(carry, k):
-        y, acceleration = carry
+        y, acceleration, stopped = carry
         # the step times k dt, each computed directly (a constant step size accumulates rounding and
         # then takes an extra tiny step at some interval ends)
-        times = (k * save_every + jnp.arange(save_every + 1)) * dt
+        times = (k * every + jnp.arange(every + 1)) * dt
         solution = diffrax.diffeqsolve(
             terms, solver, t0=times[0], t1=times[-1], dt0=None, y0=y, solver_state=acceleration,
             made_jump=False, saveat=diffrax.SaveAt(t1=True, solver_state=True),
-            stepsize_controller=diffrax.StepTo(ts=times), max_steps=save_every, throw=False,
+            stepsize_controller=diffrax.StepTo(ts=times), max_steps=every, throw=False,
+            event=None if stop is None else diffrax.Event(_StopEvent(dynamics, stop, stopped)),
         )
         y = jax.tree.map(lambda x: x[-1], solution.ys)
-        return (y, solution.solver_state), observe(None, y, None)
+        if stop is None:
+            return (y, solution.solver_state, None), (observe(None, y, None), None)
+        end = solution.ts[-1]
+        ended = (end, solution.event_mask, end >= times[-1])
+        return (y, solution.solver_state, stopped | solution.event_mask), (observe(None, y, None), ended)
 
-    start = (state, dynamics.accelerations(state[0]))
-    (final_state, _), saved = jax.lax.scan(segment, start, jnp.arange(n_saves))
-    positions, velocities, energy = jax.tree.map(
-        lambda first, rest: jnp.concatenate([first[None], rest]), observe(None, state, None), saved
-    )
+    start = (state, dynamics.accelerations(state[0]), None if stop is None else jnp.zeros((), dtype=bool))
+    (final_state, _, _), (saved, ends) = jax.lax.scan(segment, start, jnp.arange(n_segments))
+    saved = jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), observe(None, state, None), saved)
+    return final_state, saved, ends
+
+
+@eqx.filter_jit
+def _solve(dynamics, state, n_saves, save_every, dt):
+    """:func:`_segments` over the ``n_saves`` save intervals, and the run's diagnostics."""
+    final_state, (positions, velocities, energy), _ = _segments(dynamics, state, n_saves, save_every, dt)
     ts = jnp.arange(n_saves + 1) * (save_every * dt)
     drift = jnp.max(jnp.abs(energy - energy[0]))
     finite, positions, velocities, energy = poison_after_failure(positions, velocities, energy)
     return FullThermalRun(ts, positions, velocities, energy, finite, jnp.where(finite, drift, jnp.nan), final_state)
+
+
+@eqx.filter_jit
+def _integrate(dynamics, state, n_segments, every, saves, stop):
+    """:meth:`FullThermalDynamics.integrate`: :func:`_segments` of ``every`` steps, saved at the
+    segment ends ``saves (T,)`` (``inf`` past a stop), as a :class:`~jaxion.trajectory.Trajectory`."""
+    dt = dynamics.dt
+    _, (positions, velocities, energy), ends = _segments(dynamics, state, n_segments, every, dt, stop)
+    t_final = (n_segments * every) * dt
+    reached = jnp.ones(n_segments + 1, dtype=bool)
+    if stop is not None:
+        end_times, stopped, whole = ends
+        reached = reached.at[1:].set(whole)
+        t_final = jnp.where(jnp.any(stopped), end_times[jnp.argmax(stopped)], t_final)
+    reached = reached[saves]
+
+    def shown(saved):
+        return jnp.where(reached.reshape((-1,) + (1,) * (saved.ndim - 1)), saved[saves], jnp.inf)
+
+    return Trajectory(
+        ts=jnp.where(reached, (saves * every) * dt, jnp.inf),
+        position=shown(positions),
+        velocity=shown(velocities),
+        energy=shown(energy),
+        t_final=t_final,
+        # the last segment ends at the final state (a stopped run's later segments keep it)
+        position_final=positions[-1],
+        velocity_final=velocities[-1],
+        energy_final=energy[-1],
+        conservative=True,
+    )
 
 
 # ---------------------------------------------------------------------- finite size
@@ -462,15 +591,13 @@ def warn_finite_size(dynamics, duration, travel=None):
     spatial period ``L a``. Returns the :class:`FiniteSize`."""
     scales = finite_size(dynamics)
     if duration > scales.crossing_time:
-        warnings.warn(
+        _checks.warn(
             f"the run ({duration:.4g} ps) outlasts the time sound takes to cross the periodic box of "
             f"{dynamics.size} cells ({scales.crossing_time:.4g} ps): what the ion radiates comes back to it",
-            FiniteBoxWarning, stacklevel=2,
-        )
+            FiniteBoxWarning)
     if travel is not None and travel > scales.box_length:
-        warnings.warn(
+        _checks.warn(
             f"the ion travels {travel:.4g} Å, more than the box ({scales.box_length:.4g} Å): it meets the same "
             "thermal field pattern again",
-            FiniteBoxWarning, stacklevel=2,
-        )
+            FiniteBoxWarning)
     return scales

@@ -39,8 +39,8 @@ BAOAB's positions are exact and ``<M V^2>`` is low by ``(w h)^2 / 4``, whatever 
 
 A step evaluates the force once (at the new position; the next step's first kick reuses it), the
 friction once (one Hessian, at the midpoint) and the noise once (a Hessian-vector product), when
-the drift is given split as ``MultiTerm(ODETerm(conservative), ODETerm(drag))``
-(``terms(..., split=True)``, what :func:`run_langevin` passes it). With a single drift term the
+the drift is given split as ``MultiTerm(ODETerm(conservative_drift), ODETerm(drag))``
+(``terms(..., split=True)``, what the splitting solver is given). With a single drift term the
 kicks evaluate the whole drift at ``V = 0``, a second Hessian per step. On the follow-up model
 (88-site stencil) a step costs ~18 us for one trajectory, like Euler-Maruyama (diffrax's
 ``EulerHeun``, which is Euler-Maruyama for these terms) and about half of ``Heun``, ``GeneralShARK``
@@ -54,7 +54,12 @@ increment ``W`` does not depend on the Lévy area requested, so every solver see
 for the same key.
 
 :func:`run_langevin` integrates a fixed-step run with ``diffeqsolve`` (jit-compiled; vmappable
-over keys and initial states) and returns a :class:`LangevinRun`.
+over keys and initial states) and returns a :class:`LangevinRun` with the splitting's diagnostics.
+:class:`LangevinDynamics` is also a description of :mod:`jaxion.dynamics`: built with ``dt`` (and
+``solver``), ``jaxion.dynamics.run(dynamics, state, t1, saveat=..., stop=..., key=key)`` runs the
+same solve (the same terms, grid path and step grid: bitwise the same states for the same key) and
+returns a :class:`~jaxion.trajectory.Trajectory`; a ``LeftRegion`` stop then measures a first-passage
+(escape) time on the step grid.
 """
 
 import math
@@ -69,9 +74,18 @@ import lineax as lx
 import numpy as np
 
 from .. import _checks
+from ..dynamics import _traced_floats
 from ..solvers import Linear, reuse_unless_jump
 from ..units import BOLTZMANN_MEV
-from .trajectory import ThermalTrajectory, poison_after_failure, require_finite
+from .model import maxwell_velocity
+from .trajectory import (
+    AbstractTimeLocalDynamics,
+    ThermalTrajectory,
+    ion_state,
+    poison_after_failure,
+    require_finite,
+    step_option,
+)
 
 MAX_PHASE_PER_STEP = 0.5
 """Largest ``dt sqrt(k_max / M)`` accepted at the start of a run (``k_max`` the stiffest curvature
@@ -183,8 +197,11 @@ def _not_differentiated_jvp(primals, tangents):
 # The dynamics
 
 
-class LangevinDynamics(eqx.Module):
-    """The time-local Langevin equation of physics.md 5.2 for an ion in a framework.
+class LangevinDynamics(AbstractTimeLocalDynamics):
+    """The time-local Langevin equation of physics.md 5.2 for an ion in a framework, a description of
+    :mod:`jaxion.dynamics` (:mod:`jaxion.thermal.trajectory`): with a step ``dt``,
+    ``jaxion.dynamics.run(dynamics, state, t1, saveat=..., stop=..., key=key)`` integrates it on the
+    grid ``k dt`` with the same noise as ``run_langevin(dynamics, state, t1, dt, key=key)``.
 
     Attributes:
         model: the system giving ``ion_mass`` (meV ps^2/Å^2), ``rigid_energy(R)`` (meV), its
@@ -196,6 +213,13 @@ class LangevinDynamics(eqx.Module):
         temperature: ``T`` in kelvin (``>= 0``).
         applied_force: constant external force ``F (3,)`` in meV/Å (drift-mobility runs).
         loss_factor: ``C (3, 3)``, the lower Cholesky factor of ``L`` (``C C^T = L``).
+        dt: the time step (ps; a Python float) of runs through :func:`jaxion.dynamics.run`, or
+            ``None`` (:func:`run_langevin` takes its own).
+        sde_solver: the solver of those runs: :class:`LangevinSplitting` (``solver="splitting"``, the
+            default), or a generic diffrax SDE solver (a name in :data:`SOLVERS` or an instance).
+
+    The state is ``(R (3,), V (3,))``; ``energy`` is ``M |V|^2 / 2 + U(R)``, not conserved
+    (``conservative`` is ``False``): the drag removes energy and the noise brings it.
     """
 
     model: eqx.Module
@@ -203,8 +227,10 @@ class LangevinDynamics(eqx.Module):
     temperature: jax.Array
     applied_force: jax.Array
     loss_factor: jax.Array
+    dt: float | None
+    sde_solver: diffrax.AbstractSolver
 
-    def __init__(self, model, landscape=None, temperature=0.0, applied_force=None):
+    def __init__(self, model, landscape=None, temperature=0.0, applied_force=None, *, dt=None, solver="splitting"):
         for name in ("ion_mass", "rigid_energy", "hessian", "loss_tensor"):
             if not hasattr(model, name):
                 raise ValueError(f"model must provide ion_mass, rigid_energy(R), hessian(R) and loss_tensor (e.g. an "
@@ -222,6 +248,8 @@ class LangevinDynamics(eqx.Module):
             if not np.all(np.isfinite(loss)) or values[0] <= 0.0:
                 raise ValueError(f"model.loss_tensor must be symmetric positive definite, got eigenvalues {values}")
         self.loss_factor = jnp.linalg.cholesky(0.5 * (loss + loss.T))
+        self.dt = step_option(dt)
+        self.sde_solver = _solver_from(solver)
 
     def __check_init__(self):
         _checks.require_shape("temperature", self.temperature, ())
@@ -289,7 +317,7 @@ class LangevinDynamics(eqx.Module):
                 if _checks.is_concrete(self.temperature) and float(self.temperature) == 0.0:
                     return position, jnp.zeros(3)
                 raise ValueError("key is needed to draw Maxwell-Boltzmann velocities at T > 0 (or pass velocity)")
-            velocity = jnp.sqrt(self.thermal_energy / self.mass) * jax.random.normal(key, (3,), dtype=float)
+            velocity = maxwell_velocity(key, self.temperature, self.mass)
         velocity = jnp.asarray(velocity, dtype=float)
         _checks.require_shape("velocity", velocity, (3,))
         _checks.require_finite("velocity", velocity)
@@ -313,6 +341,46 @@ class LangevinDynamics(eqx.Module):
         """``M |V|^2 / 2 + U(R)`` in meV for one state (the applied force's work is not included)."""
         return self.kinetic_energy(state) + self.landscape_energy(state[0])
 
+    def energy_at(self, t, position, velocity):
+        """:meth:`energy` (the landscape does not depend on ``t``)."""
+        return self.energy((position, velocity))
+
+    @property
+    def conservative(self):
+        """``False``: the drag and the noise exchange energy with the framework."""
+        return False
+
+    # -- the interface (jaxion.dynamics) ------------------------------------------------------
+
+    def check(self, position, velocity, duration):
+        """:meth:`check_step` with the description's ``dt`` and solver at ``position``."""
+        _require_step_fits(self, jnp.asarray(position, dtype=float), self.step(), self.sde_solver)
+
+    def checked_start(self, state):
+        """``(dynamics, (R, V))``: the state's shapes, its finiteness and the description's
+        :meth:`problems` checked (eagerly, or as run-time errors where traced)."""
+        position, velocity = ion_state(state, "Langevin")
+        problems = _checks.problems_of(self) + [_checks.finite("state position", position),
+                                                _checks.finite("state velocity", velocity)]
+        dynamics, position, velocity = _checks.enforce((self, position, velocity), problems)
+        return dynamics, (position, velocity)
+
+    def noise_key(self, key):
+        """``key``; any key at ``T = 0`` (no noise), where ``None`` is accepted."""
+        if key is not None:
+            return key
+        if _checks.is_concrete(self.temperature) and float(self.temperature) == 0.0:
+            return jax.random.key(0)
+        raise ValueError("a Langevin run at T > 0 needs key= (the PRNG key of its noise)")
+
+    def solver(self):
+        return self.sde_solver
+
+    def step_control(self, t1):
+        """No ``dt0``: ``StepTo`` the grid ``k dt`` (the grid path's steps), as :func:`run_langevin`."""
+        n_steps = self.n_steps(t1)
+        return None, diffrax.StepTo(ts=_step_grid(self.dt, n_steps)), n_steps
+
     # -- diffrax terms -----------------------------------------------------------------------
 
     def drift(self, t, state, args):
@@ -321,7 +389,7 @@ class LangevinDynamics(eqx.Module):
         position, velocity = state
         return velocity, (self.force(position) - self._drag(position, velocity)) / self.mass
 
-    def conservative(self, t, state, args):
+    def conservative_drift(self, t, state, args):
         """The drift without the drag, ``(V, F(R) / M)``: no Hessian."""
         del t, args
         position, velocity = state
@@ -353,22 +421,28 @@ class LangevinDynamics(eqx.Module):
 
         return lx.FunctionLinearOperator(kick, jax.ShapeDtypeStruct(position.shape, position.dtype))
 
-    def terms(self, key, dt=None, *, levy_area=diffrax.BrownianIncrement, split=False):
+    def terms(self, key=None, dt=None, *, levy_area=None, split=None):
         """``MultiTerm(ODETerm(drift), ControlTerm(diffusion, path))`` for the state ``(R, V)``.
 
-        ``path`` is a :class:`GridBrownianPath` on the grid ``k dt`` when ``dt`` is given (what
-        :func:`run_langevin` uses), else diffrax's ``UnsafeBrownianPath`` (fixed steps only).
-        ``levy_area`` as the solver needs (``solver.minimal_levy_area`` for the SRK solvers).
-        ``split=True`` gives the drift as ``MultiTerm(ODETerm(conservative), ODETerm(drag))``, the
-        same vector field summed, from which :class:`LangevinSplitting` kicks with the force alone.
+        ``path`` is a :class:`GridBrownianPath` on the grid ``k dt`` (``dt`` by default the
+        description's), else, with neither, diffrax's ``UnsafeBrownianPath`` (fixed steps only).
+        ``levy_area`` as the solver needs (by default the description's solver's
+        ``minimal_levy_area``: the SRK solvers need one). ``split=True`` (by default for the
+        splitting solver) gives the drift as ``MultiTerm(ODETerm(conservative_drift),
+        ODETerm(drag))``, the same vector field summed, from which :class:`LangevinSplitting` kicks
+        with the force alone.
         """
+        dt = self.dt if dt is None else dt
+        default_levy_area, default_split = _term_options(self.sde_solver)
+        levy_area = default_levy_area if levy_area is None else levy_area
+        split = default_split if split is None else split
         shape = jax.ShapeDtypeStruct((3,), jnp.result_type(float))
         if dt is None:
             path = diffrax.UnsafeBrownianPath(shape, key, levy_area=levy_area)
         else:
             path = GridBrownianPath(shape, key, dt, levy_area=levy_area)
         if split:
-            drift = diffrax.MultiTerm(diffrax.ODETerm(self.conservative), diffrax.ODETerm(self.drag))
+            drift = diffrax.MultiTerm(diffrax.ODETerm(self.conservative_drift), diffrax.ODETerm(self.drag))
         else:
             drift = diffrax.ODETerm(self.drift)
         return diffrax.MultiTerm(drift, diffrax.ControlTerm(self.diffusion, path))
@@ -551,6 +625,19 @@ class LangevinRun(eqx.Module):
         return ThermalTrajectory(self.ts, self.positions, self.velocities, self.energy, self.finite)
 
 
+def _term_options(solver):
+    """``(levy_area, split)`` of the terms ``solver`` takes: its minimal Lévy area, and the split drift
+    for :class:`LangevinSplitting`."""
+    return getattr(solver, "minimal_levy_area", diffrax.BrownianIncrement), isinstance(solver, LangevinSplitting)
+
+
+def _step_grid(dt, steps):
+    """The step times ``k dt``, ``k = 0 .. steps`` (ps), each one product (no accumulated rounding):
+    NumPy for a concrete ``dt``, the same numbers as the traced product."""
+    numbers = np if _checks.is_concrete(dt) else jnp
+    return dt * numbers.arange(steps + 1, dtype=float)
+
+
 def _solver_from(solver):
     if isinstance(solver, diffrax.AbstractSolver):
         return solver
@@ -606,7 +693,8 @@ def run_langevin(dynamics, state, t1, dt, *, key, save_every=1, solver="splittin
     """Integrate the Langevin equation from ``state = (R, V)`` for ``t1`` ps with fixed steps ``dt``.
 
     Args:
-        dynamics: the :class:`LangevinDynamics`.
+        dynamics: the :class:`LangevinDynamics` (its own ``dt`` and solver, for
+            :func:`jaxion.dynamics.run`, are not used here).
         state: ``(R (3,), V (3,))``, e.g. from :meth:`LangevinDynamics.initial_state`.
         t1: duration (ps), rounded up to a whole number of save intervals ``save_every dt``.
         dt: time step (ps).
@@ -634,25 +722,20 @@ def run_langevin(dynamics, state, t1, dt, *, key, save_every=1, solver="splittin
         raise ValueError(f"dynamics must be a LangevinDynamics, got {type(dynamics).__name__}")
     _checks.require_integer("save_every", save_every, low=1)
     steps = save_every * max(1, math.ceil(t1 / (dt * save_every) * (1.0 - 1e-12)))
-    position, velocity = (jnp.asarray(x, dtype=float) for x in state)
-    _checks.require_shape("state position", position, (3,))
-    _checks.require_shape("state velocity", velocity, (3,))
-    problems = _checks.problems_of(dynamics) + [_checks.finite("state position", position),
-                                                _checks.finite("state velocity", velocity)]
-    dynamics, position, velocity = _checks.enforce((dynamics, position, velocity), problems)
+    dynamics, (position, velocity) = dynamics.checked_start(state)
     solver = _solver_from(solver)
     _require_step_fits(dynamics, position, dt, solver)
-    run = _solve(dynamics, (position, velocity), key, jnp.asarray(dt), steps, save_every, solver, bool(progress))
+    run = _solve(_traced_floats(dynamics), (position, velocity), key, jnp.asarray(dt), steps, save_every, solver,
+                 bool(progress))
     return require_finite(run)
 
 
 @eqx.filter_jit
 def _solve(dynamics, state, key, dt, steps, save_every, solver, progress):
     """The diffrax solve and the diagnostics, compiled once per (steps, save_every, solver)."""
-    splitting = isinstance(solver, LangevinSplitting)
-    levy_area = getattr(solver, "minimal_levy_area", diffrax.BrownianIncrement)
+    levy_area, splitting = _term_options(solver)
     terms = dynamics.terms(key, dt, levy_area=levy_area, split=splitting)
-    grid = dt * jnp.arange(steps + 1, dtype=dt.dtype)
+    grid = _step_grid(dt, steps)
     solution = diffrax.diffeqsolve(
         terms,
         solver,

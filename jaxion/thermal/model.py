@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks
-from ..dissipation import recoil_matrix
+from ..response import recoil_matrix
 from ..lattice import Lattice, SimpleCubic
 from ..potentials import AbstractPairPotential, Yukawa, distance
 from ..units import BOLTZMANN_MEV, MEV
@@ -47,6 +47,12 @@ def to_amu(mass):
 def thermal_energy(temperature):
     """``k_B T`` in meV for a temperature in kelvin."""
     return BOLTZMANN_MEV * jnp.asarray(temperature, dtype=float)
+
+
+def maxwell_velocity(key, temperature, mass):
+    """A Maxwell-Boltzmann velocity ``N(0, k_B T / M)`` per axis, ``(3,)`` Å/ps, for a temperature in
+    kelvin and a mass in meV ps^2/Å^2 (the thermal descriptions' and protocols' one draw)."""
+    return jnp.sqrt(BOLTZMANN_MEV * temperature / mass) * jax.random.normal(key, (3,), dtype=float)
 
 
 class IonInFramework(eqx.Module):

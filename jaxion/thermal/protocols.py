@@ -26,7 +26,7 @@ from .ensemble import run_ensemble, trajectory_keys
 from .full import FullThermalDynamics, run_full_thermal
 from .landscape import RigidLandscape
 from .langevin import LangevinDynamics, run_langevin
-from .model import IonInFramework
+from .model import IonInFramework, maxwell_velocity
 from .modes import thermal_modes
 from .trajectory import ThermalTrajectory, poison_after_failure
 
@@ -89,8 +89,7 @@ class ThermalRun(eqx.Module):
 
     def maxwell_velocity(self, key):
         """A Maxwell-Boltzmann velocity ``N(0, k_B T / M)`` per axis, Å/ps."""
-        scale = jnp.sqrt(BOLTZMANN_MEV * self.temperature / self.model.ion_mass)
-        return scale * jax.random.normal(key, (3,))
+        return maxwell_velocity(key, self.temperature, self.model.ion_mass)
 
     def check(self):
         """Check the step against the fastest motion once, eagerly (the vmapped runs cannot)."""
