@@ -59,7 +59,7 @@ from . import _checks
 from .dynamics import AbstractDiffraxDynamics, CrossedPlane, run_from
 from .response import max_sound_speed
 from .run_checks import BOX_TOL, FiniteBoxWarning, holding_size, require_step, run_duration
-from .solvers import TABLEAUX, BlanesMoan, RungeKuttaNystrom, VelocityVerlet, runge_kutta_stability_limit
+from .solvers import TABLEAUX, BlanesMoan, Rate, RungeKuttaNystrom, VelocityVerlet, runge_kutta_stability_limit
 from .stencil import PeriodicStencil
 from .system import System
 
@@ -184,7 +184,7 @@ class FullLattice(eqx.Module):
     def terms(self):
         """diffrax terms ``(drift, kick)``, the partitioned form every solver here takes. The
         vector fields are modules (not closures) so repeated calls reuse the compiled solve."""
-        return _Rate(_Drift(self)), _KickRate(_Kick(self))
+        return Rate(_Drift(self)), _KickRate(_Kick(self))
 
     def highest_frequency(self):
         """Estimate of the highest lattice frequency ``omega_max`` (units of ``Omega``): the
@@ -194,25 +194,7 @@ class FullLattice(eqx.Module):
 
 
 
-class _Rate(diffrax.AbstractTerm):
-    """A term ``dz/dtau = f(tau, y)`` whose output need not have the shape of its input ``y``
-    (diffrax's ``ODETerm`` broadcasts to it): the drift maps velocities ``(3, L, ...)`` to
-    wrapped positions ``(3, L + 2w, ...)``, the kick the reverse."""
-
-    rate: eqx.Module
-
-    def vf(self, t, y, args):
-        return self.rate(t, y, args)
-
-    def contr(self, t0, t1, **kwargs):
-        return t1 - t0
-
-    def prod(self, vf, control):
-        """``control * vf`` in the field's dtype (the control cast first: float32 stays float32)."""
-        return jax.tree.map(lambda v: jnp.asarray(control, v.dtype) * v, vf)
-
-
-class _KickRate(_Rate):
+class _KickRate(Rate):
     """The kick term ``dp/dtau = a(q)`` (:class:`_Kick`), whose increment ``vf_prod`` fuses into
     the solver's update ``p + vf_prod(t, q, args, dtau)``."""
 

@@ -51,8 +51,10 @@ from jax.sharding import PartitionSpec as P
 
 from . import _checks
 from .dynamics import CrossedPlane, run, straight_duration
-from .full import BOX_TOL, FullDynamics, FullLattice, _Drift, _Kick, _Rate
+from .full import FullDynamics, FullLattice, _Drift, _Kick
+from .run_checks import BOX_TOL
 from .sharding import device_mesh, mesh_axis
+from .solvers import Rate
 from .stencil import PeriodicStencil
 
 SLAB_AXIS = "slab"
@@ -158,7 +160,7 @@ class SlabLattice(FullLattice):
         """FullLattice's drift and kick terms, the kick through :meth:`acceleration` (the springs
         plus the sites' forces scattered onto this slab's own sites; the single-device kick's fused
         increment spreads the sites' forces over the whole ``L^dim`` lattice)."""
-        return _Rate(_Drift(self)), _Rate(_Kick(self))
+        return Rate(_Drift(self)), Rate(_Kick(self))
 
     def energy(self, y):
         """Total energy (FullLattice's): the framework's sums over the slabs by ``psum``, the ion

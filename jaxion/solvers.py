@@ -206,6 +206,26 @@ def _field(terms, t, y, args):
     return drift.vf(t, y[1], args), kick.vf(t, y[0], args)
 
 
+class Rate(AbstractTerm):
+    """A plain rate term ``dz = f(t, y) dt``: the control is the time increment and ``prod`` the
+    product ``dt f``, as for diffrax's ``ODETerm``, but ``f``'s output need not have the shape of its
+    input ``y`` (``ODETerm`` broadcasts to it): a drift may map velocities to another layout of the
+    positions (the full lattice's wrapped displacements), a kick the reverse. ``rate(t, y, args)``
+    is a module, so repeated solves reuse their compilation."""
+
+    rate: eqx.Module
+
+    def vf(self, t, y, args):
+        return self.rate(t, y, args)
+
+    def contr(self, t0, t1, **kwargs):
+        return t1 - t0
+
+    def prod(self, vf, control):
+        """``control * vf`` in the field's dtype (the control cast first: float32 stays float32)."""
+        return jax.tree.map(lambda v: jnp.asarray(control, v.dtype) * v, vf)
+
+
 def reuse_unless_jump(made_jump, stored, recompute):
     """A solver's stored first-same-as-last value, or ``recompute()`` where a jump made it stale
     (diffrax's ``made_jump``; module docstring): resolved at trace time when diffrax passes a static

@@ -22,7 +22,7 @@ from jaxion.brillouin import periodic_grid
 from jaxion.lattice import Chain, Lattice, SimpleCubic
 from jaxion.potentials import Gaussian
 from jaxion.simulation import single_pass
-from jaxion.solvers import BlanesMoan, VelocityVerlet
+from jaxion.solvers import BlanesMoan, Rate, VelocityVerlet
 from jaxion.system import System
 
 PIN_XY = (jnp.inf, jnp.inf, 1.0)
@@ -270,7 +270,7 @@ def test_fused_kick_equals_acceleration_route(solver, monkeypatch):
     # Verlet's one stage keeps its vector field for the next step (first same as last): no increment
     assert bool(calls) == (solver == "symplectic"), "simulate did not take the fused kick"
     drift, kick = model.terms()
-    unfused = (drift, full._Rate(kick.rate))  # a plain rate term: diffrax's default vf_prod
+    unfused = (drift, Rate(kick.rate))  # a plain rate term: diffrax's default vf_prod
     reference = diffrax.diffeqsolve(unfused, full.make_solver(solver), 0.0, 0.2, 2e-3, model.initial_state(start, v0),
                                     saveat=diffrax.SaveAt(ts=ours.ts), max_steps=200)
     np.testing.assert_allclose(ours.position, reference.ys[0][1], rtol=0, atol=1e-12)

@@ -233,9 +233,9 @@ class FullThermalDynamics(AbstractThermalDynamics):
 
     def spring_force(self, u):
         """``-kappa u_n - sum_b Phi_b (2 u_n - u_{n+b} - u_{n-b})`` for ``u (L, L, L, 3)``, meV/Å: the
-        framework's :class:`~jaxion.stencil.PeriodicStencil` on the component-major view of ``u`` (the
-        transposes fuse into its loops: 1.6-2.2x faster at L = 10-30 than rolls of the ``(L, L, L, 3)``
-        array, and equal to them bitwise for central springs)."""
+        framework's :class:`~jaxion.stencil.PeriodicStencil` on the component-major view of ``u``. A whole
+        Verlet step is 1.5x (L = 10) to 2.5x (L = 30) faster than with ``jnp.roll`` shifts of the
+        ``(L, L, L, 3)`` array, whose forces it equals bitwise for central springs."""
         return jnp.moveaxis(self.stencil.spring_force(jnp.moveaxis(u, -1, 0)), 0, -1)
 
     def site_index(self, position):
