@@ -281,11 +281,11 @@ class AbstractDiffraxDynamics(AbstractDynamics):
         dtype = self.time_dtype
         # NumPy for concrete numbers: traced by the compiled solve like arrays, without a device op each
         cast = lambda x: None if x is None else np.asarray(x, dtype) if _concrete_floats(x) else jnp.asarray(x, dtype)
-        return _solve(_traced_floats(self), state, cast(0.0), cast(t1), cast(dt0), jnp.asarray(save_times, dtype),
+        return _solve(traced_floats(self), state, cast(0.0), cast(t1), cast(dt0), jnp.asarray(save_times, dtype),
                       stop, key, controller, int(max_steps), bool(progress))
 
 
-def _traced_floats(dynamics):
+def traced_floats(dynamics):
     """``dynamics`` with its own Python-float fields (a step ``dt``) as arrays, traced by the compiled
     solve so that runs differing in them share it; the description keeps them as numbers, concrete
     for its arithmetic (``time_grid``, ``step_control``) even where the description itself passes

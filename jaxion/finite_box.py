@@ -51,7 +51,7 @@ def finite_box_change(system, speed, start, size):
         return in_box / infinite - 1.0, in_box, infinite
 
 
-def check_sound_return(system, speed, start=(0.0, 0.0), size=32, *, durations=None, box_tol=BOX_TOL, **options):
+def check_sound_return(system, speed, start=(0.0, 0.0), size=32, *, durations=None, box_tol=BOX_TOL):
     """Warn (:class:`~jaxion.run_checks.FiniteBoxWarning`), once for all speeds, when the sound that
     returns through the periodic box of ``size`` cells changes a single-pass loss by more than
     ``box_tol`` of it (default ``BOX_TOL`` = 1e-3), saying by how much; ``box_tol=None`` silences it.
@@ -77,7 +77,6 @@ def check_sound_return(system, speed, start=(0.0, 0.0), size=32, *, durations=No
         speed: scalar or ``(K,)`` initial speeds along z; start: ``(2,)`` transverse position.
         size: ``L``; durations: scalar or ``(K,)`` run lengths in periods.
         box_tol: relative tolerance, or ``None``.
-        **options: ignored (the other options of a single pass).
     """
     if box_tol is None or not _checks.is_concrete(system, speed, durations):
         return

@@ -60,7 +60,7 @@ from .dynamics import AbstractDiffraxDynamics, CrossedPlane, run_from
 from .response import max_sound_speed
 from .run_checks import BOX_TOL, FiniteBoxWarning, holding_size, require_step, run_duration
 from .solvers import TABLEAUX, BlanesMoan, Rate, RungeKuttaNystrom, VelocityVerlet, runge_kutta_stability_limit
-from .stencil import PeriodicStencil
+from .stencil import PeriodicStencil, has_transverse_springs
 from .system import System
 
 FOUR_PI2 = 4.0 * math.pi**2
@@ -99,8 +99,7 @@ class FullLattice(eqx.Module):
         self.system = system
         self.size = int(size)
         self.dtype = jnp.dtype(dtype).type
-        k_trans = system.lattice.k_trans
-        self.transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
+        self.transverse = has_transverse_springs(system.lattice)
         if self.size < self.width:
             raise ValueError(f"size={size} is smaller than the bonds' reach of {self.width} cells: the box must be larger")
         cells = np.mod(system.site_cells, self.size)

@@ -36,6 +36,14 @@ from . import _checks
 from .lattice import Lattice
 
 
+def has_transverse_springs(lattice):
+    """``False`` when every ``k_trans`` of ``lattice`` is concretely zero (the stencil then skips that
+    term); ``True`` otherwise, traced springs included. Decide it where the lattice is concrete and keep
+    the answer static (a description holding it stays fast when later traced)."""
+    k_trans = lattice.k_trans
+    return not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
+
+
 class PeriodicStencil(eqx.Module):
     """The spring force ``-m W rho`` of a periodic ``L^dim`` lattice (module docstring).
 
@@ -53,10 +61,7 @@ class PeriodicStencil(eqx.Module):
     def __init__(self, lattice, size, transverse=None):
         self.lattice = lattice
         self.size = int(size)
-        if transverse is None:
-            k_trans = lattice.k_trans
-            transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
-        self.transverse = transverse
+        self.transverse = has_transverse_springs(lattice) if transverse is None else transverse
 
     @property
     def shape(self):

@@ -134,9 +134,6 @@ class ColouredNoiseDynamics(AbstractTimeLocalDynamics):
         position, velocity = state
         return 0.5 * self.model.ion_mass * jnp.sum(velocity**2) + self.potential_energy(position, t)
 
-    def energy_at(self, t, position, velocity):
-        return self.energy((position, velocity), t)
-
     @property
     def conservative(self):
         """``False``: the moving sites and the drag exchange energy with the ion."""
@@ -218,7 +215,7 @@ def run_coloured(dynamics, position, velocity, t1, dt, *, save_every=1, toleranc
         throw=False, progress_meter=diffrax.TqdmProgressMeter() if progress else diffrax.NoProgressMeter(),
     )
     positions, velocities = solution.ys
-    energy = jax.vmap(dynamics.energy_at)(ts, positions, velocities)
+    energy = jax.vmap(lambda t, r, v: dynamics.energy((r, v), t))(ts, positions, velocities)
     finite, positions, velocities, energy = poison_after_failure(positions, velocities, energy)
     return ThermalTrajectory(ts, positions, velocities, energy, finite)
 

@@ -57,10 +57,10 @@ import numpy as np
 
 from .. import _checks
 from ..brillouin import periodic_grid, sphere_rule
-from ..dynamics import _traced_floats
+from ..dynamics import traced_floats
 from ..run_checks import FiniteBoxWarning
 from ..solvers import VelocityVerlet
-from ..stencil import PeriodicStencil
+from ..stencil import PeriodicStencil, has_transverse_springs
 from ..trajectory import Trajectory
 from .model import IonInFramework
 from .modes import STATISTICS, ThermalModes, thermal_modes
@@ -122,8 +122,7 @@ class FullThermalDynamics(AbstractThermalDynamics):
                 "would be the same site"
             )
         self.model = model
-        k_trans = model.lattice.k_trans
-        self.transverse = not (_checks.is_concrete(k_trans) and np.all(np.asarray(k_trans) == 0))
+        self.transverse = has_transverse_springs(model.lattice)
         self.temperature = jnp.asarray(temperature, dtype=float)
         _checks.require_shape("temperature", self.temperature, ())
         _checks.require_positive("temperature (K)", self.temperature, allow_zero=True)
@@ -329,7 +328,7 @@ class FullThermalDynamics(AbstractThermalDynamics):
         if index.ndim != 1 or np.any(index < 0) or np.any(index > n_steps):
             raise ValueError(f"save_times must be a (T,) array of times in [0, t1 = {n_steps * self.dt:g}] ps")
         every = int(np.gcd.reduce(np.append(index, n_steps)))
-        return _integrate(_traced_floats(self), state, n_steps // every, every, jnp.asarray(index // every), stop)
+        return _integrate(traced_floats(self), state, n_steps // every, every, jnp.asarray(index // every), stop)
 
 
 def _eigenvalues(lattice, size):
@@ -455,7 +454,7 @@ def run_full_thermal(dynamics, state, t1, dt, *, save_every=1):
         dynamics.check_step(dt, dynamics.position(state))
     n_saves = max(1, int(math.ceil(t1 / (dt * save_every) * (1.0 - 1e-12))))
     # a traced dt: one compile for all steps
-    return _solve(_traced_floats(dynamics), state, n_saves, save_every, jnp.asarray(dt))
+    return _solve(traced_floats(dynamics), state, n_saves, save_every, jnp.asarray(dt))
 
 
 def _segments(dynamics, state, n_segments, every, dt, stop=None):

@@ -74,7 +74,7 @@ import lineax as lx
 import numpy as np
 
 from .. import _checks
-from ..dynamics import _traced_floats
+from ..dynamics import traced_floats
 from ..solvers import Linear, reuse_unless_jump
 from ..units import BOLTZMANN_MEV
 from .model import maxwell_velocity
@@ -337,13 +337,10 @@ class LangevinDynamics(AbstractTimeLocalDynamics):
         """``M |V|^2 / 2`` in meV."""
         return 0.5 * self.mass * jnp.sum(state[1] ** 2, axis=-1)
 
-    def energy(self, state):
-        """``M |V|^2 / 2 + U(R)`` in meV for one state (the applied force's work is not included)."""
+    def energy(self, state, t=0.0):
+        """``M |V|^2 / 2 + U(R)`` in meV for one state (the applied force's work is not included; the
+        landscape does not depend on the time ``t``)."""
         return self.kinetic_energy(state) + self.landscape_energy(state[0])
-
-    def energy_at(self, t, position, velocity):
-        """:meth:`energy` (the landscape does not depend on ``t``)."""
-        return self.energy((position, velocity))
 
     @property
     def conservative(self):
@@ -725,7 +722,7 @@ def run_langevin(dynamics, state, t1, dt, *, key, save_every=1, solver="splittin
     dynamics, (position, velocity) = dynamics.checked_start(state)
     solver = _solver_from(solver)
     _require_step_fits(dynamics, position, dt, solver)
-    run = _solve(_traced_floats(dynamics), (position, velocity), key, jnp.asarray(dt), steps, save_every, solver,
+    run = _solve(traced_floats(dynamics), (position, velocity), key, jnp.asarray(dt), steps, save_every, solver,
                  bool(progress))
     return require_finite(run)
 

@@ -153,8 +153,8 @@ class AbstractTimeLocalDynamics(AbstractThermalDynamics, AbstractDiffraxDynamics
     one diffrax solve; the energy of the saves is computed after the run, at the save times."""
 
     @abc.abstractmethod
-    def energy_at(self, t, position, velocity):
-        """The description's energy (meV) of the ion at ``position`` with ``velocity`` at time ``t`` (ps)."""
+    def energy(self, state, t=0.0):
+        """The description's energy (meV) of the state ``(R, V)`` at time ``t`` (ps)."""
 
     def ion(self, state):
         return state[0], state[1]
@@ -167,7 +167,8 @@ class AbstractTimeLocalDynamics(AbstractThermalDynamics, AbstractDiffraxDynamics
         """The energies of the saved states at their times, vectorised (``inf`` where not reached)."""
         reached = jnp.isfinite(ts)
         safe = [jnp.where(reached[:, None], saved[name], 0.0) for name in ("position", "velocity")]
-        energy = jax.vmap(self.energy_at)(jnp.where(reached, ts, 0.0), *safe)
+        energy = jax.vmap(lambda t, position, velocity: self.energy((position, velocity), t))(
+            jnp.where(reached, ts, 0.0), *safe)
         return dict(saved, energy=jnp.where(reached, energy, jnp.inf))
 
     def checked_start(self, state):
